@@ -1,0 +1,292 @@
+//! `keyshift up` and `keyshift down`: the lifetime of a local node.
+//!
+//! One node per data dir, enforced by an exclusive `flock` on
+//! `<data_dir>/keyshift.lock` held for the node's whole life (the kernel
+//! drops it if the process dies, so a crash never leaves a stale lock).
+//! Once every managed tablet runs, the node writes `keyshift.ready` with its
+//! pid; `--detach` waits for that file, `down` signals that pid.
+
+use anyhow::{Context, Result, bail};
+use keyshift_cluster::node::{TabletRunner, seed};
+use keyshift_cluster::{ClusterFile, ops};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub pid: u32,
+    pub started_at: u64,
+    pub data_dir: PathBuf,
+    pub tablets: usize,
+}
+
+fn lock_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keyshift.lock")
+}
+fn ready_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keyshift.ready")
+}
+fn log_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("keyshift.log")
+}
+
+/// Takes the node lock, or says who holds it.
+fn try_lock(data_dir: &Path) -> Result<Option<nix::fcntl::Flock<File>>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .read(true)
+        .mode(0o600)
+        .open(lock_path(data_dir))
+        .with_context(|| format!("opening {}", lock_path(data_dir).display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(anyhow::anyhow!(
+            "cannot lock {}: {e}",
+            lock_path(data_dir).display()
+        )),
+    }
+}
+
+/// The node running from this cluster file's data dir, if any.
+pub fn running_node(file: &ClusterFile) -> Option<NodeInfo> {
+    let data_dir = file.data_dir();
+    if !data_dir.exists() {
+        return None;
+    }
+    match try_lock(&data_dir) {
+        Ok(Some(_lock)) => None, // nobody holds it; dropping releases it
+        Ok(None) => {
+            let text = std::fs::read_to_string(ready_path(&data_dir)).ok()?;
+            serde_json::from_str(&text).ok()
+        }
+        Err(_) => None,
+    }
+}
+
+fn holder_pid(data_dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(lock_path(data_dir))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
+    let file = ClusterFile::load(cluster)?;
+    let data_dir = file.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {} to its owner", data_dir.display()))?;
+    if detach {
+        return up_detached(cluster, &file, timeout).await;
+    }
+    let Some(lock) = try_lock(&data_dir)? else {
+        bail!(
+            "a keyshift cluster is already running from {}{}; stop it with `keyshift down`",
+            data_dir.display(),
+            holder_pid(&data_dir)
+                .map(|p| format!(" (pid {p})"))
+                .unwrap_or_default()
+        );
+    };
+    std::fs::write(lock_path(&data_dir), format!("{}\n", std::process::id()))
+        .context("writing the node's pid")?;
+    let _ = std::fs::remove_file(ready_path(&data_dir));
+
+    // Check for mariadbd before writing anything, so a machine without it gets
+    // one clear message and an untouched topo.
+    let binaries = keyshift_tablet::find_binaries(file.mariadbd.as_deref());
+    let needs_managed = file.tablets.iter().any(|t| !t.is_external())
+        || file.keyspaces.iter().any(|k| {
+            !file
+                .tablets
+                .iter()
+                .any(|t| t.keyspace == k.name && t.is_external())
+        });
+    let binaries = match binaries {
+        Ok(b) => Some(b),
+        Err(e) if needs_managed => return Err(e.into()),
+        Err(_) => None,
+    };
+
+    let topo = keyshift_topo::open(&file.topo_url())
+        .await
+        .with_context(|| format!("opening the topo at {}", file.topo_url()))?;
+    for w in seed(topo.as_ref(), &file).await? {
+        tracing::warn!("{w}");
+        eprintln!("warning: {w}");
+    }
+    let managed: Vec<_> = ops::list_tablets(topo.as_ref())
+        .await?
+        .into_iter()
+        .filter(|t| t.managed.is_some())
+        .map(|t| t.alias)
+        .collect();
+    let cancel = CancellationToken::new();
+    let runner = TabletRunner::spawn(topo.clone(), binaries, cancel.clone());
+    eprintln!(
+        "starting {} managed tablet(s) in {}",
+        managed.len(),
+        data_dir.display()
+    );
+    if let Err(e) = runner.wait_running(&managed, timeout).await {
+        cancel.cancel();
+        runner.join().await;
+        return Err(e).context("starting the cluster (every server started so far was stopped)");
+    }
+    let info = NodeInfo {
+        pid: std::process::id(),
+        started_at: keyshift_cluster::model::now_unix(),
+        data_dir: data_dir.clone(),
+        tablets: managed.len(),
+    };
+    std::fs::write(ready_path(&data_dir), serde_json::to_vec_pretty(&info)?)
+        .context("writing keyshift.ready")?;
+    println!(
+        "keyshift is up: {} managed tablet(s) running, data in {}",
+        managed.len(),
+        data_dir.display()
+    );
+    println!("  keyshift status   shows keyspaces, shards and tablets");
+    println!("  Ctrl-C            stops everything");
+
+    wait_for_shutdown_signal().await;
+    eprintln!("stopping...");
+    cancel.cancel();
+    runner.join().await;
+    let _ = std::fs::remove_file(ready_path(&data_dir));
+    drop(lock);
+    println!("keyshift stopped");
+    Ok(())
+}
+
+async fn wait_for_shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> Result<()> {
+    let data_dir = file.data_dir();
+    if let Some(node) = running_node(file) {
+        bail!(
+            "a keyshift cluster is already running from {} (pid {}); stop it with `keyshift down`",
+            data_dir.display(),
+            node.pid
+        );
+    }
+    let exe = std::env::current_exe().context("finding the keyshift binary")?;
+    let cluster_abs = std::fs::canonicalize(cluster)
+        .with_context(|| format!("resolving {}", cluster.display()))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(log_path(&data_dir))
+        .with_context(|| format!("opening {}", log_path(&data_dir).display()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("--cluster")
+        .arg(&cluster_abs)
+        .arg("up")
+        .arg("--timeout")
+        .arg(format!("{}s", timeout.as_secs().max(1)))
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the node from the
+    // terminal's process group so the shell's Ctrl-C does not reach it.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().context("starting the background keyshift")?;
+    let pid = child.id();
+    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "keyshift up exited ({status}) before the cluster was ready; the end of {}:\n{}",
+                log_path(&data_dir).display(),
+                tail(&log_path(&data_dir), 15)
+            );
+        }
+        if let Some(node) = running_node(file) {
+            if node.pid == pid {
+                println!(
+                    "keyshift is up in the background (pid {pid}): {} managed tablet(s), data in {}",
+                    node.tablets,
+                    data_dir.display()
+                );
+                println!("  logs: {}", log_path(&data_dir).display());
+                println!("  keyshift status   shows keyspaces, shards and tablets");
+                println!("  keyshift down     stops it");
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            bail!(
+                "the cluster was not ready within {timeout:?}; stopped it. The end of {}:\n{}",
+                log_path(&data_dir).display(),
+                tail(&log_path(&data_dir), 15)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+pub async fn down(cluster: &Path, timeout: Duration) -> Result<()> {
+    let file = ClusterFile::load(cluster)?;
+    let data_dir = file.data_dir();
+    if !data_dir.exists() || try_lock(&data_dir)?.is_some() {
+        bail!("no keyshift cluster is running from {}", data_dir.display());
+    }
+    let Some(pid) = holder_pid(&data_dir) else {
+        bail!(
+            "a keyshift process holds {} but its pid is unreadable; stop it by hand",
+            lock_path(&data_dir).display()
+        );
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .with_context(|| format!("signalling keyshift (pid {pid})"))?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if try_lock(&data_dir)?.is_some() {
+            println!("keyshift stopped (pid {pid})");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("keyshift (pid {pid}) is still stopping after {timeout:?}; see {}", log_path(&data_dir).display())
+}
