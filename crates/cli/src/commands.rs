@@ -6,7 +6,7 @@ use crate::output::{print_json, table};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use keyshift_cluster::ops::{self, ShardSpec, TabletSpec};
-use keyshift_cluster::{ClusterFile, TabletRole, schema, status};
+use keyshift_cluster::{ClusterFile, TabletRole, status};
 use keyshift_topo::Topo;
 use keyshift_types::TabletAlias;
 use std::path::{Path, PathBuf};
@@ -22,14 +22,14 @@ pub struct Ctx {
 pub async fn open(cluster: &Path) -> Result<Ctx> {
     let file = ClusterFile::load(cluster)?;
     let url = file.topo_url();
-    if let Some(path) = url.strip_prefix("file:") {
-        if !Path::new(path).exists() {
-            bail!(
-                "no cluster has been started from {} yet (its topo {} does not exist); run `keyshift up` first",
-                cluster.display(),
-                path
-            );
-        }
+    if let Some(path) = url.strip_prefix("file:")
+        && !Path::new(path).exists()
+    {
+        bail!(
+            "no cluster has been started from {} yet (its topo {} does not exist); run `keyshift up` first",
+            cluster.display(),
+            path
+        );
     }
     let topo = keyshift_topo::open(&url)
         .await
@@ -43,7 +43,12 @@ pub enum KeyspaceCmd {
     Create {
         name: String,
         /// Explicit shard names, e.g. -80,80-
-        #[arg(long, value_delimiter = ',', conflicts_with = "shard_count")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            conflicts_with = "shard_count",
+            allow_hyphen_values = true
+        )]
         shards: Option<Vec<String>>,
         /// N equal key ranges.
         #[arg(long)]
@@ -144,7 +149,11 @@ pub async fn status(cluster: &Path, format: Format) -> Result<()> {
         }));
     }
     match &node {
-        Some(n) => println!("cluster: running (pid {}), data in {}", n.pid, ctx.file.data_dir().display()),
+        Some(n) => println!(
+            "cluster: running (pid {}), data in {}",
+            n.pid,
+            ctx.file.data_dir().display()
+        ),
         None => println!(
             "cluster: not running from {} — start it with `keyshift up`",
             ctx.file.data_dir().display()
@@ -186,7 +195,9 @@ pub async fn status(cluster: &Path, format: Format) -> Result<()> {
         }
     }
     table(
-        &["KEYSPACE", "SHARD", "TABLET", "ROLE", "ADDRESS", "HEALTH", "GTID"],
+        &[
+            "KEYSPACE", "SHARD", "TABLET", "ROLE", "ADDRESS", "HEALTH", "GTID",
+        ],
         &rows,
     );
     let unhealthy = keyspaces
@@ -204,13 +215,14 @@ pub async fn status(cluster: &Path, format: Format) -> Result<()> {
 pub async fn demo(cluster: &Path, wait: Duration) -> Result<()> {
     let ctx = open(cluster).await?;
     let defaults = ctx.file.managed_defaults();
-    let report =
-        keyshift_cluster::demo::run_demo(ctx.topo.as_ref(), Some(&defaults), wait).await?;
+    let report = keyshift_cluster::demo::run_demo(ctx.topo.as_ref(), Some(&defaults), wait).await?;
     for ks in &report.created_keyspaces {
         println!("created keyspace {ks}");
     }
     if report.loaded_data {
-        println!("loaded commerce: product (2 rows), customer (5), corder (5), sequences customer_seq, corder_seq");
+        println!(
+            "loaded commerce: product (2 rows), customer (5), corder (5), sequences customer_seq, corder_seq"
+        );
     } else {
         println!("commerce already has the demo tables; left them as they are");
     }
@@ -239,13 +251,8 @@ pub async fn keyspace(cluster: &Path, cmd: KeyspaceCmd) -> Result<()> {
                 (None, None) => ShardSpec::Unsharded,
             };
             let defaults = ctx.file.managed_defaults();
-            let ks = ops::create_keyspace(
-                topo,
-                &name,
-                &spec,
-                (!no_tablets).then_some(&defaults),
-            )
-            .await?;
+            let ks = ops::create_keyspace(topo, &name, &spec, (!no_tablets).then_some(&defaults))
+                .await?;
             let shards = ops::list_shards(topo, &name).await?;
             println!(
                 "created keyspace {} ({}) with shards {}",
@@ -284,7 +291,10 @@ pub async fn keyspace(cluster: &Path, cmd: KeyspaceCmd) -> Result<()> {
                     vec![
                         k.name.clone(),
                         if k.sharded { "sharded" } else { "unsharded" }.to_string(),
-                        s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(" "),
+                        s.iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
                     ]
                 })
                 .collect();
@@ -381,7 +391,12 @@ pub async fn tablet(cluster: &Path, cmd: TabletCmd) -> Result<()> {
                         t.keyspace.clone(),
                         t.shard.clone(),
                         t.role.to_string(),
-                        if t.managed.is_some() { "managed" } else { "external" }.to_string(),
+                        if t.managed.is_some() {
+                            "managed"
+                        } else {
+                            "external"
+                        }
+                        .to_string(),
                         t.address(),
                     ]
                 })
@@ -423,23 +438,12 @@ pub async fn vschema(cluster: &Path, cmd: VschemaCmd) -> Result<()> {
             dry_run,
         } => {
             let text = read_json_arg(file, json)?;
-            let catalog = schema::read_catalog(topo).await?;
+            ops::apply_vschema(topo, &keyspace, &text, dry_run).await?;
             if dry_run {
-                let ks = ops::get_keyspace(topo, &keyspace).await?;
-                let vs = keyshift_vschema::parse_vschema(&text).map_err(|f| {
-                    anyhow::anyhow!("the VSchema of keyspace `{keyspace}` is not valid, {f}")
-                })?;
-                let mut others = ops::all_vschemas(topo).await?;
-                others.remove(&keyspace);
-                keyshift_vschema::validate_vschema(&keyspace, ks.sharded, &vs, &catalog, &others)
-                    .map_err(|f| {
-                        anyhow::anyhow!("the VSchema of keyspace `{keyspace}` is not valid, {f}")
-                    })?;
                 println!("the VSchema of {keyspace} is valid (dry run: nothing stored)");
-                return Ok(());
+            } else {
+                println!("applied the VSchema of {keyspace}");
             }
-            ops::apply_vschema(topo, &keyspace, &text, &catalog).await?;
-            println!("applied the VSchema of {keyspace}");
             Ok(())
         }
     }

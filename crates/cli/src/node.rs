@@ -215,7 +215,9 @@ async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> R
     // terminal's process group so the shell's Ctrl-C does not reach it.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from)
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
         });
     }
     let mut child = cmd.spawn().context("starting the background keyshift")?;
@@ -229,18 +231,18 @@ async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> R
                 tail(&log_path(&data_dir), 15)
             );
         }
-        if let Some(node) = running_node(file) {
-            if node.pid == pid {
-                println!(
-                    "keyshift is up in the background (pid {pid}): {} managed tablet(s), data in {}",
-                    node.tablets,
-                    data_dir.display()
-                );
-                println!("  logs: {}", log_path(&data_dir).display());
-                println!("  keyshift status   shows keyspaces, shards and tablets");
-                println!("  keyshift down     stops it");
-                return Ok(());
-            }
+        if let Some(node) = running_node(file)
+            && node.pid == pid
+        {
+            println!(
+                "keyshift is up in the background (pid {pid}): {} managed tablet(s), data in {}",
+                node.tablets,
+                data_dir.display()
+            );
+            println!("  logs: {}", log_path(&data_dir).display());
+            println!("  keyshift status   shows keyspaces, shards and tablets");
+            println!("  keyshift down     stops it");
+            return Ok(());
         }
         if Instant::now() > deadline {
             let _ = nix::sys::signal::kill(
@@ -288,5 +290,8 @@ pub async fn down(cluster: &Path, timeout: Duration) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("keyshift (pid {pid}) is still stopping after {timeout:?}; see {}", log_path(&data_dir).display())
+    bail!(
+        "keyshift (pid {pid}) is still stopping after {timeout:?}; see {}",
+        log_path(&data_dir).display()
+    )
 }

@@ -6,7 +6,6 @@
 use crate::model::TabletRecord;
 use crate::node::keyspace_primaries;
 use crate::ops::{self, ClusterError, ManagedDefaults, Result, ShardSpec};
-use crate::schema::read_catalog;
 use keyshift_topo::Topo;
 use mysql_async::prelude::*;
 use std::time::{Duration, Instant};
@@ -75,7 +74,10 @@ pub async fn run_demo(
     let mut report = DemoReport::default();
     for (name, spec) in [
         ("commerce", ShardSpec::Unsharded),
-        ("customer", ShardSpec::Named(vec!["-80".into(), "80-".into()])),
+        (
+            "customer",
+            ShardSpec::Named(vec!["-80".into(), "80-".into()]),
+        ),
     ] {
         match ops::get_keyspace(topo, name).await {
             Ok(ks) => {
@@ -112,17 +114,21 @@ pub async fn run_demo(
             .await
             .map_err(|e| sql_err(primary, e))?;
         for stmt in COMMERCE_SCHEMA.iter().chain(COMMERCE_DATA) {
-            tx.query_drop(*stmt).await.map_err(|e| sql_err(primary, e))?;
+            tx.query_drop(*stmt)
+                .await
+                .map_err(|e| sql_err(primary, e))?;
         }
         tx.commit().await.map_err(|e| sql_err(primary, e))?;
         report.loaded_data = true;
     }
     let _ = conn.disconnect().await;
-    for (ks, json) in [("commerce", COMMERCE_VSCHEMA), ("customer", CUSTOMER_VSCHEMA)] {
+    for (ks, json) in [
+        ("commerce", COMMERCE_VSCHEMA),
+        ("customer", CUSTOMER_VSCHEMA),
+    ] {
         let current = ops::get_vschema(topo, ks).await?;
         if current.tables.is_empty() {
-            let catalog = read_catalog(topo).await?;
-            ops::apply_vschema(topo, ks, json, &catalog).await?;
+            ops::apply_vschema(topo, ks, json, false).await?;
             report.applied_vschemas.push(ks.to_string());
         }
     }

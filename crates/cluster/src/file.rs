@@ -23,7 +23,10 @@ pub enum ClusterFileError {
     #[error("cluster file {path} is not valid: {message}")]
     Syntax { path: PathBuf, message: String },
     #[error("cluster file {path} has {} problem{}:\n{}", .problems.len(), if .problems.len() == 1 { "" } else { "s" }, .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: PathBuf, problems: Vec<String> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -223,11 +226,10 @@ impl ClusterFile {
 
     /// Parses and checks the file's own consistency; `path` is for messages.
     pub fn parse(text: &str, path: &Path) -> Result<ClusterFile, ClusterFileError> {
-        let mut file: ClusterFile =
-            toml::from_str(text).map_err(|e| ClusterFileError::Syntax {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let mut file: ClusterFile = toml::from_str(text).map_err(|e| ClusterFileError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
         file.path = path.to_path_buf();
         file.base_dir = PathBuf::from(".");
         let problems = file.problems();
@@ -308,10 +310,10 @@ impl ClusterFile {
                 )),
                 Some(_) => {}
             }
-            if let Some(uid) = t.uid {
-                if !uids.insert(uid) {
-                    p.push(format!("{what}: uid {uid} is used by another tablet"));
-                }
+            if let Some(uid) = t.uid
+                && !uids.insert(uid)
+            {
+                p.push(format!("{what}: uid {uid} is used by another tablet"));
             }
             if t.role == TabletRole::Primary && !primaries.insert((&t.keyspace, &t.shard)) {
                 p.push(format!("{what}: the shard already has a primary"));
@@ -324,10 +326,10 @@ impl ClusterFile {
             if t.is_external() && t.user.is_none() {
                 p.push(format!("{what}: an external tablet needs `user`"));
             }
-            if let Some(pw) = &t.password {
-                if let Err(e) = resolve_secret(pw) {
-                    p.push(format!("{what}: {e}"));
-                }
+            if let Some(pw) = &t.password
+                && let Err(e) = resolve_secret(pw)
+            {
+                p.push(format!("{what}: {e}"));
             }
         }
         for u in &self.gate.users {
@@ -428,10 +430,9 @@ mod tests {
 
     #[test]
     fn secrets_from_the_environment_must_exist() {
-        let err = parse(
-            "[[gate.user]]\nname = \"app\"\npassword = \"env:KEYSHIFT_TEST_SURELY_UNSET\"\n",
-        )
-        .expect_err("unset env");
+        let err =
+            parse("[[gate.user]]\nname = \"app\"\npassword = \"env:KEYSHIFT_TEST_SURELY_UNSET\"\n")
+                .expect_err("unset env");
         assert!(err.to_string().contains("KEYSHIFT_TEST_SURELY_UNSET"));
     }
 }

@@ -156,11 +156,11 @@ async fn refresh_declared(topo: &dyn Topo, existing: TabletRecord, spec: TabletS
     let mut updated = existing.clone();
     match spec {
         TabletSpec::Managed { port } => {
-            if let Some(m) = &mut updated.managed {
-                if m.requested_port != port {
-                    m.requested_port = port;
-                    updated.port = port;
-                }
+            if let Some(m) = &mut updated.managed
+                && m.requested_port != port
+            {
+                m.requested_port = port;
+                updated.port = port;
             }
         }
         TabletSpec::External {
@@ -438,22 +438,22 @@ async fn follow_state(
 ) {
     loop {
         let state = rx.borrow_and_update().clone();
-        if let ProcessState::Running { port, .. } = &state {
-            if let Err(e) = on_running(topo.as_ref(), &record, *port).await {
-                tracing::error!(tablet = %record.alias, error = %e, "cannot register the running server");
-                states.send_modify(|m| {
-                    m.insert(
-                        record.alias.clone(),
-                        ProcessState::Failed {
-                            reason: e.to_string(),
-                        },
-                    );
-                });
-                if rx.changed().await.is_err() {
-                    return;
-                }
-                continue;
+        if let ProcessState::Running { port, .. } = &state
+            && let Err(e) = on_running(topo.as_ref(), &record, *port).await
+        {
+            tracing::error!(tablet = %record.alias, error = %e, "cannot register the running server");
+            states.send_modify(|m| {
+                m.insert(
+                    record.alias.clone(),
+                    ProcessState::Failed {
+                        reason: e.to_string(),
+                    },
+                );
+            });
+            if rx.changed().await.is_err() {
+                return;
             }
+            continue;
         }
         states.send_modify(|m| {
             m.insert(record.alias.clone(), state.clone());
@@ -468,12 +468,15 @@ async fn on_running(topo: &dyn Topo, record: &TabletRecord, port: u16) -> Result
     let key = keys::tablet(&record.alias);
     let updated = topo
         .update_json::<TabletRecord, _, ClusterError>(&key, |current| {
-            let mut t = current.ok_or_else(|| ClusterError::NoSuchTablet(record.alias.to_string()))?;
+            let mut t =
+                current.ok_or_else(|| ClusterError::NoSuchTablet(record.alias.to_string()))?;
             t.port = port;
             Ok(t)
         })
         .await
-        .map_err(|e| ClusterError::Invalid(format!("cannot record the port of {}: {e}", record.alias)))?
+        .map_err(|e| {
+            ClusterError::Invalid(format!("cannot record the port of {}: {e}", record.alias))
+        })?
         .0;
     create_database(&updated).await
 }
@@ -486,14 +489,19 @@ async fn create_database(t: &TabletRecord) -> Result<()> {
         .map_err(|e| ClusterError::Invalid(format!("cannot connect to {}: {e}", t.alias)))?;
     conn.query_drop(format!("CREATE DATABASE IF NOT EXISTS `{}`", t.database))
         .await
-        .map_err(|e| ClusterError::Invalid(format!("cannot create database on {}: {e}", t.alias)))?;
+        .map_err(|e| {
+            ClusterError::Invalid(format!("cannot create database on {}: {e}", t.alias))
+        })?;
     let _ = conn.disconnect().await;
     Ok(())
 }
 
 /// Shards of a keyspace with their primary records, for callers that wait on
 /// a freshly created keyspace.
-pub async fn keyspace_primaries(topo: &dyn Topo, keyspace: &str) -> Result<Vec<(ShardRecord, TabletRecord)>> {
+pub async fn keyspace_primaries(
+    topo: &dyn Topo,
+    keyspace: &str,
+) -> Result<Vec<(ShardRecord, TabletRecord)>> {
     let mut out = Vec::new();
     for (shard, primary) in ops::shard_primaries(topo, keyspace).await? {
         let primary = primary.ok_or_else(|| {

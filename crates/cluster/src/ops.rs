@@ -9,7 +9,7 @@ use crate::model::{
 };
 use keyshift_topo::{Cond, Op, Topo, TopoError, TopoExt};
 use keyshift_types::{KeyRange, TabletAlias};
-use keyshift_vschema::{Faults, KeyspaceVSchema, RoutingRules, SchemaCatalog};
+use keyshift_vschema::{Faults, KeyspaceVSchema, RoutingRules};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -379,12 +379,12 @@ pub async fn add_tablet(
                 .join(", "),
         });
     };
-    if role == TabletRole::Primary {
-        if let Some(p) = &shard_rec.primary {
-            return Err(ClusterError::Conflict(format!(
-                "shard {keyspace}/{shard} already has primary {p}; add this one as a replica or remove {p} first"
-            )));
-        }
+    if role == TabletRole::Primary
+        && let Some(p) = &shard_rec.primary
+    {
+        return Err(ClusterError::Conflict(format!(
+            "shard {keyspace}/{shard} already has primary {p}; add this one as a replica or remove {p} first"
+        )));
     }
     let uid = match uid {
         Some(u) => u,
@@ -457,11 +457,11 @@ pub async fn remove_tablet(topo: &dyn Topo, alias: &TabletAlias) -> Result<Table
         cond: Cond::ModRevision(rev),
     }];
     let shard_key = keys::shard(&tablet.keyspace, &tablet.shard);
-    if let Some((mut shard, srev)) = topo.get_json::<ShardRecord>(&shard_key).await? {
-        if shard.primary.as_ref() == Some(alias) {
-            shard.primary = None;
-            ops.push(put_op(&shard_key, &shard, Cond::ModRevision(srev))?);
-        }
+    if let Some((mut shard, srev)) = topo.get_json::<ShardRecord>(&shard_key).await?
+        && shard.primary.as_ref() == Some(alias)
+    {
+        shard.primary = None;
+        ops.push(put_op(&shard_key, &shard, Cond::ModRevision(srev))?);
     }
     topo.txn(ops).await?;
     Ok(tablet)
@@ -490,14 +490,15 @@ pub async fn all_vschemas(topo: &dyn Topo) -> Result<BTreeMap<String, KeyspaceVS
     Ok(out)
 }
 
-/// Parses, validates against the live schemas, and stores a keyspace's
-/// VSchema. Every fault is reported at once with its JSON path; nothing is
-/// stored unless there are none.
+/// Parses, validates against the live schemas, and (unless `dry_run`) stores
+/// a keyspace's VSchema. Every fault is reported at once with its JSON path;
+/// nothing is stored unless there are none. Document faults are reported even
+/// when the schemas cannot be read, since they need no server.
 pub async fn apply_vschema(
     topo: &dyn Topo,
     keyspace: &str,
     json: &str,
-    catalog: &SchemaCatalog,
+    dry_run: bool,
 ) -> Result<KeyspaceVSchema> {
     let what = format!("the VSchema of keyspace `{keyspace}`");
     let ks = get_keyspace(topo, keyspace).await?;
@@ -505,12 +506,15 @@ pub async fn apply_vschema(
         what: what.clone(),
         faults,
     })?;
+    let catalog = crate::schema::read_catalog(topo).await?;
     let mut others = all_vschemas(topo).await?;
     others.remove(keyspace);
-    keyshift_vschema::validate_vschema(keyspace, ks.sharded, &vs, catalog, &others)
+    keyshift_vschema::validate_vschema(keyspace, ks.sharded, &vs, &catalog, &others)
         .map_err(|faults| ClusterError::Faults { what, faults })?;
-    topo.put_json(&keys::vschema(keyspace), &vs, Cond::Any)
-        .await?;
+    if !dry_run {
+        topo.put_json(&keys::vschema(keyspace), &vs, Cond::Any)
+            .await?;
+    }
     Ok(vs)
 }
 
@@ -539,11 +543,20 @@ pub async fn apply_routing_rules(topo: &dyn Topo, json: &str) -> Result<RoutingR
     Ok(rules)
 }
 
-/// Replaces the gate's users with exactly these (name, password) pairs.
+/// Replaces the gate's users with exactly these (name, password) pairs, in
+/// one transaction (users no longer listed are deleted one by one: a
+/// transaction may touch each key once, as in etcd).
 pub async fn set_gate_users(topo: &dyn Topo, users: &[(String, String)]) -> Result<()> {
-    let mut ops = vec![Op::DeletePrefix {
-        prefix: keys::GATE_USERS.to_string(),
-    }];
+    let mut ops = Vec::new();
+    for kv in topo.list(keys::GATE_USERS).await? {
+        let name = &kv.key[keys::GATE_USERS.len()..];
+        if !users.iter().any(|(n, _)| n == name) {
+            ops.push(Op::Delete {
+                key: kv.key.clone(),
+                cond: Cond::ModRevision(kv.mod_revision),
+            });
+        }
+    }
     for (name, password) in users {
         ops.push(put_op(
             &keys::gate_user(name),

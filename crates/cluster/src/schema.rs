@@ -18,7 +18,13 @@ pub async fn read_tables(tablet: &TabletRecord) -> Result<Vec<TableSchema>, Stri
     let fut = async {
         let mut conn = mysql_async::Conn::new(tablet.endpoint().opts())
             .await
-            .map_err(|e| format!("cannot connect to tablet {} at {}: {e}", tablet.alias, tablet.address()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot connect to tablet {} at {}: {e}",
+                    tablet.alias,
+                    tablet.address()
+                )
+            })?;
         let rows: Vec<(String, String, String, Option<String>)> = conn
             .exec(
                 "SELECT c.table_name, c.column_name, c.data_type, k.constraint_name \
@@ -33,7 +39,12 @@ pub async fn read_tables(tablet: &TabletRecord) -> Result<Vec<TableSchema>, Stri
                 (tablet.database.as_str(),),
             )
             .await
-            .map_err(|e| format!("cannot read information_schema on tablet {}: {e}", tablet.alias))?;
+            .map_err(|e| {
+                format!(
+                    "cannot read information_schema on tablet {}: {e}",
+                    tablet.alias
+                )
+            })?;
         let _ = conn.disconnect().await;
         let mut tables: BTreeMap<String, TableSchema> = BTreeMap::new();
         for (table, column, data_type, constraint) in rows {
@@ -53,7 +64,12 @@ pub async fn read_tables(tablet: &TabletRecord) -> Result<Vec<TableSchema>, Stri
     };
     tokio::time::timeout(SCHEMA_TIMEOUT, fut)
         .await
-        .unwrap_or_else(|_| Err(format!("tablet {} did not answer within {SCHEMA_TIMEOUT:?}", tablet.alias)))
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "tablet {} did not answer within {SCHEMA_TIMEOUT:?}",
+                tablet.alias
+            ))
+        })
 }
 
 /// Schemas of every keyspace, each read from its first shard's primary (all
@@ -76,12 +92,13 @@ pub async fn read_catalog(topo: &dyn Topo) -> Result<SchemaCatalog> {
                 reason: format!("shard {} has no primary tablet", shard.name),
             });
         };
-        let tables = read_tables(&primary)
-            .await
-            .map_err(|reason| ClusterError::SchemaUnavailable {
-                keyspace: ks.name.clone(),
-                reason,
-            })?;
+        let tables =
+            read_tables(&primary)
+                .await
+                .map_err(|reason| ClusterError::SchemaUnavailable {
+                    keyspace: ks.name.clone(),
+                    reason,
+                })?;
         catalog.insert_keyspace(&ks.name);
         for t in tables {
             catalog.insert(&ks.name, t);

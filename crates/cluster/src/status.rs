@@ -55,7 +55,10 @@ pub async fn cluster_status(topo: &dyn Topo, timeout: Duration) -> Result<Vec<Ke
                     status: s.clone(),
                 })
                 .collect();
-            views.sort_by(|a, b| (a.role != TabletRole::Primary, &a.alias).cmp(&(b.role != TabletRole::Primary, &b.alias)));
+            views.sort_by(|a, b| {
+                (a.role != TabletRole::Primary, &a.alias)
+                    .cmp(&(b.role != TabletRole::Primary, &b.alias))
+            });
             shards.push(ShardStatus {
                 key_range: shard.key_range.name(),
                 name: shard.name,

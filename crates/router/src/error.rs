@@ -22,7 +22,9 @@ pub enum RouteError {
     #[error("{0}")]
     Unsupported(String),
     /// A prepared statement was executed with the wrong number of parameters.
-    #[error("Incorrect arguments to mysqld_stmt_execute: expected {expected} parameters, got {got}")]
+    #[error(
+        "Incorrect arguments to mysqld_stmt_execute: expected {expected} parameters, got {got}"
+    )]
     WrongParamCount { expected: usize, got: usize },
 }
 

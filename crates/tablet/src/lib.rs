@@ -1,14 +1,20 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! Runs and probes the MySQL/MariaDB servers that serve shards (tablets).
+//!
+//! A *managed* tablet is a `mariadbd` keyshift initialises and runs itself
+//! ([`Mysqld`], [`supervise`]); an *external* one is someone else's server
+//! that keyshift only connects to ([`Endpoint`], [`probe`]). Deciding which
+//! tablets to run is the cluster layer's job.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod binaries;
+mod error;
+mod mysqld;
+mod probe;
+mod procfs;
+mod spawn;
+mod supervise;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use binaries::{MariadbBinaries, find_binaries};
+pub use error::TabletError;
+pub use mysqld::{ExitInfo, Mysqld, MysqldConfig, STARTUP_TIMEOUT, STOP_TIMEOUT, free_port};
+pub use probe::{CONNECT_TIMEOUT, Endpoint, TabletStatus, probe};
+pub use supervise::{ProcessState, supervise};
