@@ -85,6 +85,7 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {} to its owner", data_dir.display()))?;
+    file.check_secrets()?;
     if detach {
         return up_detached(cluster, &file, timeout).await;
     }

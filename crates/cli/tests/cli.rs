@@ -487,3 +487,95 @@ fn ctrl_c_stops_a_foreground_node_and_its_servers() {
     assert!(rest.iter().any(|l| l == "keyshift stopped"), "{rest:?}");
     assert_eq!(processes_under(c.dir.path()), 0, "every server stopped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_tablet_is_probed_not_managed() {
+    let external = keyshift_testkit::TestMysqld::start()
+        .await
+        .expect("external server");
+    let ep = external.endpoint();
+    // SAFETY of the test: a unique variable name, read by the child only.
+    let var = format!("KEYSHIFT_TEST_PW_{}", std::process::id());
+    let c = Cluster::new(&format!(
+        "[[keyspace]]\nname = \"legacy\"\n[[tablet]]\nkeyspace = \"legacy\"\nshard = \"0\"\nuid = 900\nhost = \"127.0.0.1\"\nport = {}\nuser = \"{}\"\npassword = \"env:{var}\"\ndatabase = \"shop\"\n[gate]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+        ep.port, ep.user
+    ));
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_keyshift"))
+            .arg("--cluster")
+            .arg(c.file())
+            .args(args)
+            .env(&var, &ep.password)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["up", "--detach"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["status", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let t = &status["keyspaces"][0]["shards"][0]["tablets"][0];
+    assert_eq!(t["alias"], "local-0000000900");
+    assert_eq!(t["managed"], false);
+    assert_eq!(t["database"], "shop");
+    assert_eq!(t["status"]["healthy"], true, "{t:#}");
+    // The password never reaches the topo's JSON output or the log.
+    let log = std::fs::read_to_string(c.data_dir().join("keyshift.log")).unwrap_or_default();
+    assert!(!log.contains(&ep.password));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&ep.password));
+    // Stopping keyshift leaves someone else's server running.
+    c.ok(&["down"]);
+    let mut conn = external.conn().await.expect("external still up");
+    let one: Option<i64> = conn.query_first("SELECT 1").await.expect("query");
+    assert_eq!(one, Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_of_keyshift_the_next_up_takes_over_its_servers() {
+    let c = Cluster::new(
+        "[[keyspace]]\nname = \"main\"\n[[tablet]]\nkeyspace = \"main\"\nshard = \"0\"\nuid = 100\n[gate]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    c.ok(&["up", "--detach"]);
+    let node: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
+    )
+    .expect("json");
+    let pid = node["pid"].as_i64().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    // The orphaned mariadbd keeps serving; wait until the node is gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "keyshift did not die");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(processes_under(c.dir.path()), 1, "the orphaned mariadbd");
+    let out = c.ok(&["up", "--detach"]);
+    assert!(out.contains("1 managed tablet(s)"), "{out}");
+    let topo = c.topo().await;
+    keyshift_cluster::demo::wait_for_primaries(
+        topo.as_ref(),
+        "main",
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("serving again");
+    assert_eq!(
+        processes_under(c.dir.path()),
+        2,
+        "the new node and the same one mariadbd"
+    );
+    c.ok(&["down"]);
+    assert_eq!(processes_under(c.dir.path()), 0);
+}

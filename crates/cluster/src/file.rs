@@ -326,18 +326,33 @@ impl ClusterFile {
             if t.is_external() && t.user.is_none() {
                 p.push(format!("{what}: an external tablet needs `user`"));
             }
-            if let Some(pw) = &t.password
-                && let Err(e) = resolve_secret(pw)
-            {
-                p.push(format!("{what}: {e}"));
+        }
+        p
+    }
+
+    /// Resolves every `env:` secret, listing all that are missing. Only `up`
+    /// needs the secrets, so only `up` checks them: `down` and `status` work
+    /// from a shell that lacks them.
+    pub fn check_secrets(&self) -> Result<(), ClusterFileError> {
+        let mut problems = Vec::new();
+        for t in &self.tablets {
+            if let Some(Err(e)) = t.password.as_deref().map(resolve_secret) {
+                problems.push(format!("[[tablet]] {}/{}: {e}", t.keyspace, t.shard));
             }
         }
         for u in &self.gate.users {
             if let Err(e) = resolve_secret(&u.password) {
-                p.push(format!("[[gate.user]] `{}`: {e}", u.name));
+                problems.push(format!("[[gate.user]] `{}`: {e}", u.name));
             }
         }
-        p
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ClusterFileError::Invalid {
+                path: self.path.clone(),
+                problems,
+            })
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -430,9 +445,10 @@ mod tests {
 
     #[test]
     fn secrets_from_the_environment_must_exist() {
-        let err =
+        let file =
             parse("[[gate.user]]\nname = \"app\"\npassword = \"env:KEYSHIFT_TEST_SURELY_UNSET\"\n")
-                .expect_err("unset env");
+                .expect("parses without the secret");
+        let err = file.check_secrets().expect_err("unset env");
         assert!(err.to_string().contains("KEYSHIFT_TEST_SURELY_UNSET"));
     }
 }

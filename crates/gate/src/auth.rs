@@ -47,8 +47,11 @@ impl PasswordHash {
         }
         let mut out = [0u8; 20];
         for (i, o) in out.iter_mut().enumerate() {
-            *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(|| BadHash(s.into()))?, 16)
-                .map_err(|_| BadHash(s.into()))?;
+            *o = u8::from_str_radix(
+                hex.get(2 * i..2 * i + 2).ok_or_else(|| BadHash(s.into()))?,
+                16,
+            )
+            .map_err(|_| BadHash(s.into()))?;
         }
         Ok(PasswordHash::Native(out))
     }
@@ -86,7 +89,11 @@ impl PasswordHash {
                 }
                 let candidate: [u8; 20] = Sha1::digest(stage1).into();
                 // constant-time compare
-                candidate.iter().zip(stored).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+                candidate
+                    .iter()
+                    .zip(stored)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
             }
         }
     }
@@ -114,7 +121,8 @@ impl StaticUsers {
     }
 
     pub fn with_user(mut self, user: &str, password: &str) -> Self {
-        self.users.insert(user.to_string(), PasswordHash::from_password(password));
+        self.users
+            .insert(user.to_string(), PasswordHash::from_password(password));
         self
     }
 
@@ -155,7 +163,10 @@ mod tests {
     fn known_hash() {
         // SELECT PASSWORD('password') in MySQL 5.7 / MariaDB
         let h = PasswordHash::from_password("password");
-        assert_eq!(h.to_mysql_string(), "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19");
+        assert_eq!(
+            h.to_mysql_string(),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
         assert_eq!(PasswordHash::parse(&h.to_mysql_string()).unwrap(), h);
         assert!(PasswordHash::parse("*12").is_err());
     }
@@ -170,6 +181,10 @@ mod tests {
         assert!(!h.verify(&scramble, &[]));
         assert!(PasswordHash::Empty.verify(&scramble, &[]));
         assert!(!PasswordHash::Empty.verify(&scramble, &resp));
-        assert!(scramble.iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b'$'));
+        assert!(
+            scramble
+                .iter()
+                .all(|&b| (0x21..=0x7e).contains(&b) && b != b'$')
+        );
     }
 }

@@ -45,7 +45,11 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
-    pub fn new(addr: impl Into<String>, user: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn new(
+        addr: impl Into<String>,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         BackendConfig {
             addr: addr.into(),
             user: user.into(),
@@ -69,7 +73,10 @@ impl BackendConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot connect to backend {addr}: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("connecting to backend {0} timed out")]
     ConnectTimeout(String),
     #[error("backend connection failed: {0}")]
@@ -166,20 +173,24 @@ impl BackendConn {
     /// Connects, authenticates and turns on session state tracking (which is
     /// how the gate learns that a client changed session state).
     pub async fn connect(cfg: &BackendConfig) -> Result<BackendConn, BackendError> {
-        let stream = match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                return Err(BackendError::Connect {
-                    addr: cfg.addr.clone(),
-                    source: e,
-                });
-            }
-            Err(_) => return Err(BackendError::ConnectTimeout(cfg.addr.clone())),
-        };
+        let stream =
+            match tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return Err(BackendError::Connect {
+                        addr: cfg.addr.clone(),
+                        source: e,
+                    });
+                }
+                Err(_) => return Err(BackendError::ConnectTimeout(cfg.addr.clone())),
+            };
         let _ = stream.set_nodelay(true);
         let (r, w) = stream.into_split();
         let mut r = PacketReader::new(r, cfg.max_packet);
-        r.set_timeout(Some(cfg.connect_timeout.max(cfg.read_timeout.min(Duration::from_secs(10)))));
+        r.set_timeout(Some(
+            cfg.connect_timeout
+                .max(cfg.read_timeout.min(Duration::from_secs(10))),
+        ));
         let mut conn = BackendConn {
             r,
             w: PacketWriter::new(w),
@@ -196,7 +207,8 @@ impl BackendConn {
         };
         conn.handshake(cfg).await?;
         conn.r.set_timeout(Some(cfg.read_timeout));
-        conn.simple_command_sql("SET SESSION session_track_state_change = ON").await?;
+        conn.simple_command_sql("SET SESSION session_track_state_change = ON")
+            .await?;
         conn.dirty = false;
         Ok(conn)
     }
@@ -208,7 +220,9 @@ impl BackendConn {
         }
         let mut rd = Reader::new(p);
         if rd.u8()? != 10 {
-            return Err(BackendError::Protocol("unsupported handshake version".into()));
+            return Err(BackendError::Protocol(
+                "unsupported handshake version".into(),
+            ));
         }
         self.server_version = String::from_utf8_lossy(rd.nul_str()).into_owned();
         self.connection_id = rd.u32()?;
@@ -291,9 +305,10 @@ impl BackendConn {
                             "backend asks for auth plugin {plugin}; only mysql_native_password is supported"
                         )));
                     }
-                    let resp = mysql_common::scramble::scramble_native(data, cfg.password.as_bytes())
-                        .map(|a| a.to_vec())
-                        .unwrap_or_default();
+                    let resp =
+                        mysql_common::scramble::scramble_native(data, cfg.password.as_bytes())
+                            .map(|a| a.to_vec())
+                            .unwrap_or_default();
                     self.w.set_seq(seq.wrapping_add(1));
                     self.w.write_packet(&resp);
                     self.w.flush().await?;
@@ -431,7 +446,8 @@ impl BackendConn {
         self.read_ok().await?;
         self.stmts.clear();
         self.stmt_order.clear();
-        self.simple_command_sql("SET SESSION session_track_state_change = ON").await?;
+        self.simple_command_sql("SET SESSION session_track_state_change = ON")
+            .await?;
         if let Some(db) = default_db
             && self.schema.as_deref() != Some(db)
         {
@@ -444,7 +460,11 @@ impl BackendConn {
     /// Runs a text query and forwards its result packets to the client
     /// unchanged (apart from sequence ids and end-of-result markers). Backend
     /// ERR packets are forwarded too and count as a complete response.
-    pub async fn query_into(&mut self, sql: &str, out: &mut Response<'_>) -> Result<(), BackendError> {
+    pub async fn query_into(
+        &mut self,
+        sql: &str,
+        out: &mut Response<'_>,
+    ) -> Result<(), BackendError> {
         self.send_command(0x03, sql.as_bytes()).await?;
         self.forward_response(out, false).await
     }
@@ -462,12 +482,18 @@ impl BackendConn {
         self.forward_response(out, true).await
     }
 
-    async fn send_execute(&mut self, stmt: &BackendStmt, params: &[Param<'_>]) -> Result<(), BackendError> {
+    async fn send_execute(
+        &mut self,
+        stmt: &BackendStmt,
+        params: &[Param<'_>],
+    ) -> Result<(), BackendError> {
         if self.broken {
             return Err(BackendError::Protocol("connection is broken".into()));
         }
         if params.len() != stmt.params.len() {
-            return Err(BackendError::Server(GateError::wrong_arguments("mysqld_stmt_execute")));
+            return Err(BackendError::Server(GateError::wrong_arguments(
+                "mysqld_stmt_execute",
+            )));
         }
         let start = self.start_command(0x17);
         let b = self.w.buf_mut();
@@ -500,7 +526,11 @@ impl BackendConn {
     /// The response state machine shared by COM_QUERY and COM_STMT_EXECUTE.
     /// The backend always speaks DEPRECATE_EOF; the client may not, and rows
     /// are re-encoded only when the client expects the other row format.
-    async fn forward_response(&mut self, out: &mut Response<'_>, rows_binary: bool) -> Result<(), BackendError> {
+    async fn forward_response(
+        &mut self,
+        out: &mut Response<'_>,
+        rows_binary: bool,
+    ) -> Result<(), BackendError> {
         let caps = self.caps;
         let convert = out.is_binary() != rows_binary;
         let client = |e: GateError| BackendError::Client(e);
@@ -514,16 +544,22 @@ impl BackendConn {
             };
             match p.first() {
                 Some(0x00) => {
-                    let ok = OkPacket::parse(p, caps).map_err(|e| {
-                        BackendError::Protocol(e.0.into())
-                    });
+                    let ok =
+                        OkPacket::parse(p, caps).map_err(|e| BackendError::Protocol(e.0.into()));
                     let ok = match ok {
                         Ok(ok) => ok,
                         Err(e) => return Err(self.fail(e)),
                     };
                     self.note_ok(&ok);
                     let r = out
-                        .write_ok(0, ok.affected_rows, ok.last_insert_id, ok.status, ok.warnings, &ok.info)
+                        .write_ok(
+                            0,
+                            ok.affected_rows,
+                            ok.last_insert_id,
+                            ok.status,
+                            ok.warnings,
+                            &ok.info,
+                        )
                         .await;
                     if let Err(e) = r {
                         self.broken = true;
@@ -600,7 +636,13 @@ impl BackendConn {
                                 };
                                 self.note_ok(&ok);
                                 let r = out
-                                    .end_of_rows(ok.affected_rows, ok.last_insert_id, ok.status, ok.warnings, &ok.info)
+                                    .end_of_rows(
+                                        ok.affected_rows,
+                                        ok.last_insert_id,
+                                        ok.status,
+                                        ok.warnings,
+                                        &ok.info,
+                                    )
                                     .await;
                                 if let Err(e) = r {
                                     self.broken = true;
@@ -634,7 +676,12 @@ impl BackendConn {
 
     /// Forwards one result set whose row format differs from what the client
     /// expects, decoding and re-encoding each row.
-    async fn forward_converted(&mut self, out: &mut Response<'_>, ncols: usize, rows_binary: bool) -> Result<(), BackendError> {
+    async fn forward_converted(
+        &mut self,
+        out: &mut Response<'_>,
+        ncols: usize,
+        rows_binary: bool,
+    ) -> Result<(), BackendError> {
         let mut cols = Vec::with_capacity(ncols);
         for _ in 0..ncols {
             let p = self.read().await?;
@@ -660,7 +707,10 @@ impl BackendConn {
                         Err(e) => return Err(self.fail(e)),
                     };
                     self.note_ok(&ok);
-                    if let Err(e) = out.end_of_rows(0, 0, ok.status, ok.warnings, &ok.info).await {
+                    if let Err(e) = out
+                        .end_of_rows(0, 0, ok.status, ok.warnings, &ok.info)
+                        .await
+                    {
                         return Err(client(self, e));
                     }
                     return Ok(());
@@ -699,7 +749,11 @@ impl BackendConn {
     }
 
     /// Executes a prepared statement and decodes its (first) result.
-    pub async fn execute_rows(&mut self, stmt: &BackendStmt, params: &[Param<'_>]) -> Result<QueryResult, BackendError> {
+    pub async fn execute_rows(
+        &mut self,
+        stmt: &BackendStmt,
+        params: &[Param<'_>],
+    ) -> Result<QueryResult, BackendError> {
         self.send_execute(stmt, params).await?;
         self.read_result(true).await
     }
@@ -792,7 +846,11 @@ impl BackendConn {
             let p = self.read().await?;
             columns.push(Column::parse(p)?);
         }
-        let stmt = Arc::new(BackendStmt { id, params, columns });
+        let stmt = Arc::new(BackendStmt {
+            id,
+            params,
+            columns,
+        });
         if self.stmts.len() >= STMT_CACHE_MAX && !self.stmt_order.is_empty() {
             let old = self.stmt_order.remove(0);
             if let Some(s) = self.stmts.remove(&old) {
@@ -818,7 +876,11 @@ impl BackendConn {
     }
 
     /// COM_FIELD_LIST, for clients that still send it.
-    pub async fn field_list(&mut self, table: &str, wildcard: &str) -> Result<Vec<Column>, BackendError> {
+    pub async fn field_list(
+        &mut self,
+        table: &str,
+        wildcard: &str,
+    ) -> Result<Vec<Column>, BackendError> {
         let mut arg = Vec::with_capacity(table.len() + wildcard.len() + 1);
         arg.extend_from_slice(table.as_bytes());
         arg.push(0);
@@ -921,7 +983,12 @@ impl Pool {
     /// timeout for a free slot; connects within the connect timeout.
     pub async fn get(&self) -> Result<PooledConn, BackendError> {
         let inner = &self.inner;
-        let permit = match tokio::time::timeout(inner.cfg.acquire_timeout, inner.permits.clone().acquire_owned()).await {
+        let permit = match tokio::time::timeout(
+            inner.cfg.acquire_timeout,
+            inner.permits.clone().acquire_owned(),
+        )
+        .await
+        {
             Ok(Ok(p)) => p,
             _ => return Err(BackendError::PoolTimeout(inner.cfg.acquire_timeout)),
         };

@@ -56,7 +56,11 @@ impl GateError {
     }
 
     pub fn malformed(what: &str) -> Self {
-        GateError::new(1835, *b"HY000", format!("Malformed communication packet: {what}"))
+        GateError::new(
+            1835,
+            *b"HY000",
+            format!("Malformed communication packet: {what}"),
+        )
     }
 
     pub fn packet_too_large() -> Self {

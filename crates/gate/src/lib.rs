@@ -20,9 +20,14 @@ pub mod proto;
 pub mod server;
 
 pub use auth::{Authenticator, PasswordHash, StaticUsers};
-pub use backend::{BackendConfig, BackendConn, BackendError, BackendStmt, Pool, PoolConfig, PooledConn, QueryResult};
+pub use backend::{
+    BackendConfig, BackendConn, BackendError, BackendStmt, Pool, PoolConfig, PooledConn,
+    QueryResult,
+};
 pub use error::GateError;
 pub use params::{Param, ParamValue, StmtId};
 pub use passthrough::{PassthroughFactory, PassthroughHandler};
 pub use proto::{Column, ColumnType, Value};
-pub use server::{Gate, GateConfig, HandlerFactory, PreparedMeta, Response, SessionHandler, SessionInfo};
+pub use server::{
+    Gate, GateConfig, HandlerFactory, PreparedMeta, Response, SessionHandler, SessionInfo,
+};

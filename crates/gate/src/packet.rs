@@ -387,10 +387,7 @@ mod tests {
             let _ = w.flush().await;
         });
         let mut r = PacketReader::new(b, MAX_FRAME + 50);
-        assert!(matches!(
-            r.read().await,
-            Err(PacketError::TooLarge { .. })
-        ));
+        assert!(matches!(r.read().await, Err(PacketError::TooLarge { .. })));
     }
 
     #[tokio::test]

@@ -129,36 +129,79 @@ pub(crate) fn read_param<'a>(
         MYSQL_TYPE_NULL => ParamValue::Null,
         MYSQL_TYPE_TINY => {
             let b = r.u8()?;
-            if unsigned { ParamValue::UInt(b as u64) } else { ParamValue::Int(b as i8 as i64) }
+            if unsigned {
+                ParamValue::UInt(b as u64)
+            } else {
+                ParamValue::Int(b as i8 as i64)
+            }
         }
         MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR => {
             let b = r.u16()?;
-            if unsigned { ParamValue::UInt(b as u64) } else { ParamValue::Int(b as i16 as i64) }
+            if unsigned {
+                ParamValue::UInt(b as u64)
+            } else {
+                ParamValue::Int(b as i16 as i64)
+            }
         }
         MYSQL_TYPE_LONG | MYSQL_TYPE_INT24 => {
             let b = r.u32()?;
-            if unsigned { ParamValue::UInt(b as u64) } else { ParamValue::Int(b as i32 as i64) }
+            if unsigned {
+                ParamValue::UInt(b as u64)
+            } else {
+                ParamValue::Int(b as i32 as i64)
+            }
         }
         MYSQL_TYPE_LONGLONG => {
             let b = r.u64()?;
-            if unsigned { ParamValue::UInt(b) } else { ParamValue::Int(b as i64) }
+            if unsigned {
+                ParamValue::UInt(b)
+            } else {
+                ParamValue::Int(b as i64)
+            }
         }
         MYSQL_TYPE_FLOAT => ParamValue::Float(f32::from_bits(r.u32()?)),
         MYSQL_TYPE_DOUBLE => ParamValue::Double(f64::from_bits(r.u64()?)),
-        MYSQL_TYPE_DATE | MYSQL_TYPE_DATETIME | MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_NEWDATE
-        | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 => {
+        MYSQL_TYPE_DATE
+        | MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_TIMESTAMP
+        | MYSQL_TYPE_NEWDATE
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP2 => {
             let n = r.u8()? as usize;
             let b = r.take(n)?;
             let g = |i: usize| b.get(i).copied().unwrap_or(0);
-            let us = if n >= 11 { u32::from_le_bytes([g(7), g(8), g(9), g(10)]) } else { 0 };
-            ParamValue::Date(u16::from_le_bytes([g(0), g(1)]), g(2), g(3), g(4), g(5), g(6), us)
+            let us = if n >= 11 {
+                u32::from_le_bytes([g(7), g(8), g(9), g(10)])
+            } else {
+                0
+            };
+            ParamValue::Date(
+                u16::from_le_bytes([g(0), g(1)]),
+                g(2),
+                g(3),
+                g(4),
+                g(5),
+                g(6),
+                us,
+            )
         }
         MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => {
             let n = r.u8()? as usize;
             let b = r.take(n)?;
             let g = |i: usize| b.get(i).copied().unwrap_or(0);
-            let us = if n >= 12 { u32::from_le_bytes([g(8), g(9), g(10), g(11)]) } else { 0 };
-            ParamValue::Time(g(0) != 0, u32::from_le_bytes([g(1), g(2), g(3), g(4)]), g(5), g(6), g(7), us)
+            let us = if n >= 12 {
+                u32::from_le_bytes([g(8), g(9), g(10), g(11)])
+            } else {
+                0
+            };
+            ParamValue::Time(
+                g(0) != 0,
+                u32::from_le_bytes([g(1), g(2), g(3), g(4)]),
+                g(5),
+                g(6),
+                g(7),
+                us,
+            )
         }
         _ => ParamValue::Bytes(r.lenenc_str()?),
     })
@@ -226,14 +269,38 @@ mod tests {
     fn param_encode_decode() {
         let cases = [
             (ColumnType::MYSQL_TYPE_TINY, false, ParamValue::Int(-5)),
-            (ColumnType::MYSQL_TYPE_LONGLONG, true, ParamValue::UInt(u64::MAX)),
-            (ColumnType::MYSQL_TYPE_DOUBLE, false, ParamValue::Double(2.5)),
-            (ColumnType::MYSQL_TYPE_VAR_STRING, false, ParamValue::Bytes(b"abc")),
-            (ColumnType::MYSQL_TYPE_DATETIME, false, ParamValue::Date(2020, 1, 2, 3, 4, 5, 6)),
-            (ColumnType::MYSQL_TYPE_TIME, false, ParamValue::Time(true, 1, 2, 3, 4, 5)),
+            (
+                ColumnType::MYSQL_TYPE_LONGLONG,
+                true,
+                ParamValue::UInt(u64::MAX),
+            ),
+            (
+                ColumnType::MYSQL_TYPE_DOUBLE,
+                false,
+                ParamValue::Double(2.5),
+            ),
+            (
+                ColumnType::MYSQL_TYPE_VAR_STRING,
+                false,
+                ParamValue::Bytes(b"abc"),
+            ),
+            (
+                ColumnType::MYSQL_TYPE_DATETIME,
+                false,
+                ParamValue::Date(2020, 1, 2, 3, 4, 5, 6),
+            ),
+            (
+                ColumnType::MYSQL_TYPE_TIME,
+                false,
+                ParamValue::Time(true, 1, 2, 3, 4, 5),
+            ),
         ];
         for (ty, uns, v) in cases {
-            let p = Param { column_type: ty, unsigned: uns, value: v };
+            let p = Param {
+                column_type: ty,
+                unsigned: uns,
+                value: v,
+            };
             let mut b = Vec::new();
             p.encode(&mut b);
             let mut r = Reader::new(&b);
@@ -244,7 +311,11 @@ mod tests {
 
     #[test]
     fn reexecute_reuses_types() {
-        let mut st = StmtState { param_count: 2, types: None, long_data: vec![None, None] };
+        let mut st = StmtState {
+            param_count: 2,
+            types: None,
+            long_data: vec![None, None],
+        };
         // first execute: bound types LONG, VAR_STRING; second param NULL
         let mut pkt = vec![0b10, 1, 3, 0, 253, 0];
         pkt.extend_from_slice(&7u32.to_le_bytes());
@@ -266,7 +337,11 @@ mod tests {
 
     #[test]
     fn unbound_first_execute_is_an_error() {
-        let mut st = StmtState { param_count: 1, types: None, long_data: vec![None] };
+        let mut st = StmtState {
+            param_count: 1,
+            types: None,
+            long_data: vec![None],
+        };
         let pkt = [0u8, 0, 1];
         let mut out = Vec::new();
         let e = parse_execute_params(&mut Reader::new(&pkt), &mut st, &mut out).unwrap_err();

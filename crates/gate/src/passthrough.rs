@@ -111,7 +111,12 @@ impl SessionHandler for PassthroughHandler {
         })
     }
 
-    async fn execute(&mut self, stmt: StmtId, params: &[Param<'_>], out: &mut Response<'_>) -> Result<(), GateError> {
+    async fn execute(
+        &mut self,
+        stmt: StmtId,
+        params: &[Param<'_>],
+        out: &mut Response<'_>,
+    ) -> Result<(), GateError> {
         let Some(sql) = self.stmts.get(&stmt).cloned() else {
             return Err(GateError::unknown_stmt(stmt.0, "mysqld_stmt_execute"));
         };

@@ -270,8 +270,14 @@ impl Column {
             MYSQL_TYPE_DATE | MYSQL_TYPE_DATETIME | MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIME => {
                 (63, 26, ColumnFlags::BINARY_FLAG)
             }
-            MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB
-            | MYSQL_TYPE_LONG_BLOB => (63, u32::MAX, ColumnFlags::BINARY_FLAG | ColumnFlags::BLOB_FLAG),
+            MYSQL_TYPE_BLOB
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB => (
+                63,
+                u32::MAX,
+                ColumnFlags::BINARY_FLAG | ColumnFlags::BLOB_FLAG,
+            ),
             _ => (45, 1024, ColumnFlags::empty()),
         };
         Column {
@@ -357,7 +363,8 @@ pub fn put_text_value(buf: &mut Vec<u8>, v: &Value, col: Option<&Column>) {
                 Value::Float(f) => write!(tmp, "{f}"),
                 Value::Double(d) => write!(tmp, "{d}"),
                 Value::Date(y, mo, d, h, mi, s, us) => {
-                    let date_only = col.is_some_and(|c| c.column_type == ColumnType::MYSQL_TYPE_DATE);
+                    let date_only =
+                        col.is_some_and(|c| c.column_type == ColumnType::MYSQL_TYPE_DATE);
                     if date_only {
                         write!(tmp, "{y:04}-{mo:02}-{d:02}")
                     } else if *us != 0 {
@@ -525,8 +532,12 @@ pub fn put_binary_value(buf: &mut Vec<u8>, v: &Value, col: &Column) {
             buf.extend_from_slice(&(value_as_f64(v).unwrap_or(0.0) as f32).to_le_bytes())
         }
         MYSQL_TYPE_DOUBLE => buf.extend_from_slice(&value_as_f64(v).unwrap_or(0.0).to_le_bytes()),
-        MYSQL_TYPE_DATE | MYSQL_TYPE_DATETIME | MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_NEWDATE
-        | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 => {
+        MYSQL_TYPE_DATE
+        | MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_TIMESTAMP
+        | MYSQL_TYPE_NEWDATE
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP2 => {
             let parsed;
             let v = match v {
                 Value::Bytes(b) => {
@@ -536,7 +547,9 @@ pub fn put_binary_value(buf: &mut Vec<u8>, v: &Value, col: &Column) {
                 other => other,
             };
             match v {
-                Value::Date(y, mo, d, h, mi, s, us) => put_bin_date(buf, *y, *mo, *d, *h, *mi, *s, *us),
+                Value::Date(y, mo, d, h, mi, s, us) => {
+                    put_bin_date(buf, *y, *mo, *d, *h, *mi, *s, *us)
+                }
                 _ => buf.push(0),
             }
         }
@@ -550,7 +563,9 @@ pub fn put_binary_value(buf: &mut Vec<u8>, v: &Value, col: &Column) {
                 other => other,
             };
             match v {
-                Value::Time(neg, days, h, mi, s, us) => put_bin_time(buf, *neg, *days, *h, *mi, *s, *us),
+                Value::Time(neg, days, h, mi, s, us) => {
+                    put_bin_time(buf, *neg, *days, *h, *mi, *s, *us)
+                }
                 _ => buf.push(0),
             }
         }
@@ -569,35 +584,63 @@ pub fn put_binary_value(buf: &mut Vec<u8>, v: &Value, col: &Column) {
 }
 
 /// Decodes one value of a binary-protocol row.
-pub fn read_binary_value(r: &mut Reader<'_>, ty: ColumnType, unsigned: bool) -> Result<Value, Malformed> {
+pub fn read_binary_value(
+    r: &mut Reader<'_>,
+    ty: ColumnType,
+    unsigned: bool,
+) -> Result<Value, Malformed> {
     use ColumnType::*;
     Ok(match ty {
         MYSQL_TYPE_NULL => Value::NULL,
         MYSQL_TYPE_TINY => {
             let b = r.u8()?;
-            if unsigned { Value::UInt(b as u64) } else { Value::Int(b as i8 as i64) }
+            if unsigned {
+                Value::UInt(b as u64)
+            } else {
+                Value::Int(b as i8 as i64)
+            }
         }
         MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR => {
             let b = r.u16()?;
-            if unsigned { Value::UInt(b as u64) } else { Value::Int(b as i16 as i64) }
+            if unsigned {
+                Value::UInt(b as u64)
+            } else {
+                Value::Int(b as i16 as i64)
+            }
         }
         MYSQL_TYPE_LONG | MYSQL_TYPE_INT24 => {
             let b = r.u32()?;
-            if unsigned { Value::UInt(b as u64) } else { Value::Int(b as i32 as i64) }
+            if unsigned {
+                Value::UInt(b as u64)
+            } else {
+                Value::Int(b as i32 as i64)
+            }
         }
         MYSQL_TYPE_LONGLONG => {
             let b = r.u64()?;
-            if unsigned { Value::UInt(b) } else { Value::Int(b as i64) }
+            if unsigned {
+                Value::UInt(b)
+            } else {
+                Value::Int(b as i64)
+            }
         }
         MYSQL_TYPE_FLOAT => Value::Float(f32::from_bits(r.u32()?)),
         MYSQL_TYPE_DOUBLE => Value::Double(f64::from_bits(r.u64()?)),
-        MYSQL_TYPE_DATE | MYSQL_TYPE_DATETIME | MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_NEWDATE
-        | MYSQL_TYPE_DATETIME2 | MYSQL_TYPE_TIMESTAMP2 => {
+        MYSQL_TYPE_DATE
+        | MYSQL_TYPE_DATETIME
+        | MYSQL_TYPE_TIMESTAMP
+        | MYSQL_TYPE_NEWDATE
+        | MYSQL_TYPE_DATETIME2
+        | MYSQL_TYPE_TIMESTAMP2 => {
             let n = r.u8()? as usize;
             let b = r.take(n)?;
             let g = |i: usize| b.get(i).copied().unwrap_or(0);
             let y = u16::from_le_bytes([g(0), g(1)]);
-            let us = if n >= 11 { u32::from_le_bytes([g(7), g(8), g(9), g(10)]) } else { 0 };
+            let us = if n >= 11 {
+                u32::from_le_bytes([g(7), g(8), g(9), g(10)])
+            } else {
+                0
+            };
             Value::Date(y, g(2), g(3), g(4), g(5), g(6), us)
         }
         MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => {
@@ -605,7 +648,11 @@ pub fn read_binary_value(r: &mut Reader<'_>, ty: ColumnType, unsigned: bool) -> 
             let b = r.take(n)?;
             let g = |i: usize| b.get(i).copied().unwrap_or(0);
             let days = u32::from_le_bytes([g(1), g(2), g(3), g(4)]);
-            let us = if n >= 12 { u32::from_le_bytes([g(8), g(9), g(10), g(11)]) } else { 0 };
+            let us = if n >= 12 {
+                u32::from_le_bytes([g(8), g(9), g(10), g(11)])
+            } else {
+                0
+            };
             Value::Time(g(0) != 0, days, g(5), g(6), g(7), us)
         }
         _ => Value::Bytes(r.lenenc_str()?.to_vec()),
@@ -664,7 +711,16 @@ mod tests {
 
     #[test]
     fn lenenc_roundtrip() {
-        for n in [0u64, 250, 251, 65535, 65536, (1 << 24) - 1, 1 << 24, u64::MAX] {
+        for n in [
+            0u64,
+            250,
+            251,
+            65535,
+            65536,
+            (1 << 24) - 1,
+            1 << 24,
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_lenenc(&mut b, n);
             assert_eq!(Reader::new(&b).lenenc().unwrap(), n);
@@ -722,7 +778,10 @@ mod tests {
         let mut b = Vec::new();
         put_ok(&mut b, 0, 3, 300, 2, 1, b"hi");
         let ok = OkPacket::parse(&b, CapabilityFlags::empty()).unwrap();
-        assert_eq!((ok.affected_rows, ok.last_insert_id, ok.status, ok.warnings), (3, 300, 2, 1));
+        assert_eq!(
+            (ok.affected_rows, ok.last_insert_id, ok.status, ok.warnings),
+            (3, 300, 2, 1)
+        );
         assert_eq!(ok.info, b"hi");
     }
 }

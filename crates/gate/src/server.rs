@@ -19,8 +19,8 @@ use crate::error::GateError;
 use crate::packet::{PacketError, PacketReader, PacketWriter};
 use crate::params::{Param, StmtId, StmtState, parse_execute_params};
 use crate::proto::{
-    CapabilityFlags, Column, Reader, StatusFlags, Value, put_binary_row, put_eof, put_err,
-    put_ok, put_text_value,
+    CapabilityFlags, Column, Reader, StatusFlags, Value, put_binary_row, put_eof, put_err, put_ok,
+    put_text_value,
 };
 
 /// The writer every client connection uses; boxed so that [`Response`] needs
@@ -105,7 +105,11 @@ pub trait SessionHandler: Send {
     }
 
     /// COM_FIELD_LIST (sent by the `mariadb` CLI for tab completion).
-    async fn field_list(&mut self, _table: &str, _wildcard: &str) -> Result<Vec<Column>, GateError> {
+    async fn field_list(
+        &mut self,
+        _table: &str,
+        _wildcard: &str,
+    ) -> Result<Vec<Column>, GateError> {
         Ok(Vec::new())
     }
 
@@ -155,7 +159,12 @@ pub struct Response<'a> {
 }
 
 impl<'a> Response<'a> {
-    fn new(w: &'a mut PacketWriter<ClientWrite>, caps: CapabilityFlags, binary: bool, status_hint: u16) -> Self {
+    fn new(
+        w: &'a mut PacketWriter<ClientWrite>,
+        caps: CapabilityFlags,
+        binary: bool,
+        status_hint: u16,
+    ) -> Self {
         Response {
             w,
             caps,
@@ -224,10 +233,22 @@ impl<'a> Response<'a> {
     }
 
     /// An OK packet (statements without a result set).
-    pub async fn ok(&mut self, affected_rows: u64, last_insert_id: u64, info: &str) -> Result<(), GateError> {
+    pub async fn ok(
+        &mut self,
+        affected_rows: u64,
+        last_insert_id: u64,
+        info: &str,
+    ) -> Result<(), GateError> {
         let status = self.terminal_status(self.status_hint);
-        self.write_ok(0x00, affected_rows, last_insert_id, status, 0, info.as_bytes())
-            .await
+        self.write_ok(
+            0x00,
+            affected_rows,
+            last_insert_id,
+            status,
+            0,
+            info.as_bytes(),
+        )
+        .await
     }
 
     /// A raw OK-shaped packet with explicit fields, for forwarders.
@@ -242,7 +263,15 @@ impl<'a> Response<'a> {
     ) -> Result<(), GateError> {
         self.make_room().await?;
         let start = self.w.begin_packet();
-        let pos = put_ok(self.w.buf_mut(), header, affected_rows, last_insert_id, status, warnings, info);
+        let pos = put_ok(
+            self.w.buf_mut(),
+            header,
+            affected_rows,
+            last_insert_id,
+            status,
+            warnings,
+            info,
+        );
         self.w.end_packet(start);
         self.after_terminal(pos, status);
         Ok(())
@@ -286,7 +315,9 @@ impl<'a> Response<'a> {
             return Err(GateError::internal("row written outside a result set"));
         }
         if values.len() != self.columns.len() {
-            return Err(GateError::internal("row width does not match the column count"));
+            return Err(GateError::internal(
+                "row width does not match the column count",
+            ));
         }
         self.make_room().await?;
         let start = self.w.begin_packet();
@@ -309,7 +340,11 @@ impl<'a> Response<'a> {
     }
 
     /// Writes a whole decoded result set.
-    pub async fn result_set(&mut self, columns: &[Column], rows: &[Vec<Value>]) -> Result<(), GateError> {
+    pub async fn result_set(
+        &mut self,
+        columns: &[Column],
+        rows: &[Vec<Value>],
+    ) -> Result<(), GateError> {
         self.begin_result_set(columns).await?;
         for r in rows {
             self.row(r).await?;
@@ -422,7 +457,11 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(config: GateConfig, auth: Arc<dyn Authenticator>, factory: Arc<dyn HandlerFactory>) -> Arc<Gate> {
+    pub fn new(
+        config: GateConfig,
+        auth: Arc<dyn Authenticator>,
+        factory: Arc<dyn HandlerFactory>,
+    ) -> Arc<Gate> {
         Arc::new(Gate {
             config,
             auth,
@@ -578,7 +617,9 @@ impl Conn {
             }
         };
         self.caps = resp.caps;
-        let auth = self.authenticate(&resp.user, resp.plugin.as_deref(), resp.auth).await?;
+        let auth = self
+            .authenticate(&resp.user, resp.plugin.as_deref(), resp.auth)
+            .await?;
         if let Err(e) = auth {
             self.send_error(&e).await?;
             return Err(ConnError::Rejected(e));
@@ -637,7 +678,11 @@ impl Conn {
         if ok {
             Ok(Ok(()))
         } else {
-            Ok(Err(GateError::access_denied(user, &self.host, !response.is_empty())))
+            Ok(Err(GateError::access_denied(
+                user,
+                &self.host,
+                !response.is_empty(),
+            )))
         }
     }
 
@@ -657,7 +702,8 @@ impl Conn {
             self.writer.set_seq(seq.wrapping_add(1));
             self.gate.questions.fetch_add(1, Ordering::Relaxed);
             let Some((&cmd, body)) = payload.split_first() else {
-                self.send_error(&GateError::malformed("empty command")).await?;
+                self.send_error(&GateError::malformed("empty command"))
+                    .await?;
                 continue;
             };
             let caps = self.caps;
@@ -681,12 +727,14 @@ impl Conn {
                     let mut r = Reader::new(body);
                     let header = (r.u32(), r.u8(), r.u32());
                     let (Ok(id), Ok(_flags), Ok(_iterations)) = header else {
-                        self.send_error(&GateError::malformed("short COM_STMT_EXECUTE")).await?;
+                        self.send_error(&GateError::malformed("short COM_STMT_EXECUTE"))
+                            .await?;
                         continue;
                     };
                     let status = handler.status_flags();
                     let Some(st) = self.stmts.get_mut(&id) else {
-                        self.send_error(&GateError::unknown_stmt(id, "mysqld_stmt_execute")).await?;
+                        self.send_error(&GateError::unknown_stmt(id, "mysqld_stmt_execute"))
+                            .await?;
                         continue;
                     };
                     let mut params: Vec<Param<'_>> = Vec::with_capacity(st.param_count);
@@ -707,7 +755,11 @@ impl Conn {
                 0x16 => {
                     // COM_STMT_PREPARE
                     let Ok(sql) = std::str::from_utf8(body) else {
-                        let e = GateError::new(1300, *b"HY000", "Invalid utf8mb4 character string in statement");
+                        let e = GateError::new(
+                            1300,
+                            *b"HY000",
+                            "Invalid utf8mb4 character string in statement",
+                        );
                         self.send_error(&e).await?;
                         continue;
                     };
@@ -739,7 +791,8 @@ impl Conn {
                         && let Some(st) = self.stmts.get_mut(&id)
                         && let Some(slot) = st.long_data.get_mut(param as usize)
                     {
-                        slot.get_or_insert_with(Vec::new).extend_from_slice(r.rest());
+                        slot.get_or_insert_with(Vec::new)
+                            .extend_from_slice(r.rest());
                     }
                     continue;
                 }
@@ -770,7 +823,8 @@ impl Conn {
                             }
                         }
                         None => {
-                            self.send_error(&GateError::unknown_stmt(id, "mysqld_stmt_reset")).await?;
+                            self.send_error(&GateError::unknown_stmt(id, "mysqld_stmt_reset"))
+                                .await?;
                             continue;
                         }
                     }
@@ -889,10 +943,17 @@ impl Conn {
         }
     }
 
-    async fn change_user(&mut self, body: &[u8], handler: &mut Box<dyn SessionHandler>) -> Result<(), ConnError> {
+    async fn change_user(
+        &mut self,
+        body: &[u8],
+        handler: &mut Box<dyn SessionHandler>,
+    ) -> Result<(), ConnError> {
         let mut r = Reader::new(body);
         let user = lossy(r.nul_str());
-        let auth = if self.caps.contains(CapabilityFlags::CLIENT_SECURE_CONNECTION) {
+        let auth = if self
+            .caps
+            .contains(CapabilityFlags::CLIENT_SECURE_CONNECTION)
+        {
             let n = r.u8().unwrap_or(0) as usize;
             r.take(n).unwrap_or(&[]).to_vec()
         } else {
@@ -937,13 +998,19 @@ impl Conn {
     /// After refusing an oversized packet, swallow what the client is still
     /// sending (briefly) so that it reads our error instead of a reset.
     async fn drain(&mut self) {
-        self.reader.discard_input(Duration::from_secs(2), 256 << 20).await;
+        self.reader
+            .discard_input(Duration::from_secs(2), 256 << 20)
+            .await;
     }
 }
 
 /// Completes a handler's answer: an OK when it wrote nothing, the error when
 /// it failed, and the session status bits in the final terminal packet.
-fn finish(mut out: Response<'_>, r: Result<(), GateError>, handler: &dyn SessionHandler) -> Result<(), ConnError> {
+fn finish(
+    mut out: Response<'_>,
+    r: Result<(), GateError>,
+    handler: &dyn SessionHandler,
+) -> Result<(), ConnError> {
     if out.client_failed {
         return Err(ConnError::Packet(PacketError::Closed));
     }
@@ -982,14 +1049,25 @@ fn finish(mut out: Response<'_>, r: Result<(), GateError>, handler: &dyn Session
     Ok(())
 }
 
-fn parse_handshake_response(payload: &[u8], server_caps: CapabilityFlags) -> Result<HandshakeResponse, GateError> {
+fn parse_handshake_response(
+    payload: &[u8],
+    server_caps: CapabilityFlags,
+) -> Result<HandshakeResponse, GateError> {
     let mut r = Reader::new(payload);
     let client_caps = CapabilityFlags::from_bits_truncate(r.u32()?);
     if !client_caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41) {
-        return Err(GateError::new(1251, *b"08004", "Client does not support protocol 4.1"));
+        return Err(GateError::new(
+            1251,
+            *b"08004",
+            "Client does not support protocol 4.1",
+        ));
     }
     if client_caps.contains(CapabilityFlags::CLIENT_SSL) && payload.len() <= 32 {
-        return Err(GateError::new(1043, *b"08S01", "SSL is not offered by this server"));
+        return Err(GateError::new(
+            1043,
+            *b"08S01",
+            "SSL is not offered by this server",
+        ));
     }
     let caps = client_caps & server_caps;
     let _max_packet = r.u32()?;

@@ -30,21 +30,61 @@ async fn sysbench_oltp_read_write_prepared() {
     let m = Mysqld::start();
     m.sql("CREATE DATABASE sbtest");
     let direct = m.port;
-    let out = tokio::task::spawn_blocking(move || sysbench(direct, &["prepare"])).await.unwrap();
-    assert!(out.status.success(), "prepare: {}", String::from_utf8_lossy(&out.stderr));
-    let g = start_gate(&m, Some("sbtest"), GateConfig::default(), Duration::from_secs(10)).await;
+    let out = tokio::task::spawn_blocking(move || sysbench(direct, &["prepare"]))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "prepare: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g = start_gate(
+        &m,
+        Some("sbtest"),
+        GateConfig::default(),
+        Duration::from_secs(10),
+    )
+    .await;
     let port = g.port;
     let out = tokio::task::spawn_blocking(move || {
-        sysbench(port, &["--threads=4", "--time=10", "--db-ps-mode=auto", "--report-interval=0", "run"])
+        sysbench(
+            port,
+            &[
+                "--threads=4",
+                "--time=10",
+                "--db-ps-mode=auto",
+                "--report-interval=0",
+                "run",
+            ],
+        )
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "run failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = |key: &str| stdout.lines().find(|l| l.trim_start().starts_with(key)).unwrap_or("").to_string();
-    eprintln!("{}\n{}\n{}", line("transactions:"), line("ignored errors:"), line("reconnects:"));
+    assert!(
+        out.status.success(),
+        "run failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or("")
+            .to_string()
+    };
+    eprintln!(
+        "{}\n{}\n{}",
+        line("transactions:"),
+        line("ignored errors:"),
+        line("reconnects:")
+    );
     let field = |key: &str| -> u64 {
-        line(key).split_whitespace().nth(if key == "ignored errors:" { 2 } else { 1 }).and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
+        line(key)
+            .split_whitespace()
+            .nth(if key == "ignored errors:" { 2 } else { 1 })
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(u64::MAX)
     };
     // sysbench's "ignored errors" are deadlocks and lock wait timeouts between
     // its own threads (MariaDB reports them directly too); everything else is fatal

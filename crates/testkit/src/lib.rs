@@ -31,7 +31,8 @@ impl TestMysqld {
 
     /// Starts a server after `f` adjusted its config (server id, extra
     /// flags, a fixed port...). The datadir is a fresh temp dir unless `f`
-    /// points it elsewhere.
+    /// points it elsewhere. `die_with_parent` stays on whatever `f` does: a
+    /// test server must never outlive the test process.
     pub async fn start_with(f: impl FnOnce(&mut MysqldConfig)) -> anyhow::Result<TestMysqld> {
         let binaries = find_binaries(None)?;
         let dir = tempfile::Builder::new()

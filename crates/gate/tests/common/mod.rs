@@ -8,13 +8,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keyshift_gate::{BackendConfig, Gate, GateConfig, PassthroughFactory, Pool, PoolConfig, StaticUsers};
+use keyshift_gate::{
+    BackendConfig, Gate, GateConfig, PassthroughFactory, Pool, PoolConfig, StaticUsers,
+};
 
 pub const USER: &str = "u";
 pub const PASS: &str = "p";
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A MariaDB server in a temp dir, killed and deleted on drop (also on panic).
@@ -26,7 +32,10 @@ pub struct Mysqld {
 
 impl Mysqld {
     pub fn start() -> Mysqld {
-        let dir = tempfile::Builder::new().prefix("ks-gate-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("ks-gate-")
+            .tempdir()
+            .unwrap();
         let data = dir.path().join("data");
         // a private tmpdir: concurrent bootstraps collide on temp table names in /tmp
         let tmp = dir.path().join("tmp");
@@ -42,7 +51,11 @@ impl Mysqld {
             .expect("mariadb-install-db");
         assert!(st.success(), "mariadb-install-db failed");
         let port = free_port();
-        let mut m = Mysqld { port, dir, child: None };
+        let mut m = Mysqld {
+            port,
+            dir,
+            child: None,
+        };
         m.spawn();
         m.sql("CREATE USER 'u'@'127.0.0.1' IDENTIFIED BY 'p'; GRANT ALL ON *.* TO 'u'@'127.0.0.1'; CREATE DATABASE IF NOT EXISTS test;");
         m
@@ -65,7 +78,10 @@ impl Mysqld {
             .arg(format!("--port={}", self.port))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--tmpdir={}", self.dir.path().join("tmp").display()))
+            .arg(format!(
+                "--tmpdir={}",
+                self.dir.path().join("tmp").display()
+            ))
             .arg("--skip-name-resolve")
             .arg("--max-allowed-packet=64M")
             .arg("--innodb-buffer-pool-size=64M")
@@ -77,7 +93,9 @@ impl Mysqld {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.socket().exists() {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.socket().exists()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -96,7 +114,11 @@ impl Mysqld {
             .arg(sql)
             .output()
             .unwrap();
-        assert!(out.status.success(), "sql failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "sql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -135,14 +157,25 @@ impl Drop for TestGate {
     }
 }
 
-pub async fn start_gate(backend: &Mysqld, db: Option<&str>, config: GateConfig, read_timeout: Duration) -> TestGate {
+pub async fn start_gate(
+    backend: &Mysqld,
+    db: Option<&str>,
+    config: GateConfig,
+    read_timeout: Duration,
+) -> TestGate {
     let mut bc = BackendConfig::new(backend.addr(), USER, PASS);
     bc.db = db.map(String::from);
     bc.read_timeout = read_timeout;
     bc.connect_timeout = Duration::from_secs(2);
     let pool = Pool::new(bc, PoolConfig::default());
-    let users = StaticUsers::new().with_user(USER, PASS).with_user("other", "secret2");
-    let gate = Gate::new(config, Arc::new(users), Arc::new(PassthroughFactory::new(pool.clone())));
+    let users = StaticUsers::new()
+        .with_user(USER, PASS)
+        .with_user("other", "secret2");
+    let gate = Gate::new(
+        config,
+        Arc::new(users),
+        Arc::new(PassthroughFactory::new(pool.clone())),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(gate.serve(listener));
@@ -169,13 +202,23 @@ pub struct RawClient {
     pub deprecate_eof: bool,
 }
 
-pub const CAP_BASE: u32 = 0x0000_0001 | 0x0000_0004 | 0x0000_0200 | 0x0000_2000 | 0x0000_8000 | 0x0002_0000 | 0x0004_0000 | 0x0008_0000 | 0x0020_0000;
+pub const CAP_BASE: u32 = 0x0000_0001
+    | 0x0000_0004
+    | 0x0000_0200
+    | 0x0000_2000
+    | 0x0000_8000
+    | 0x0002_0000
+    | 0x0004_0000
+    | 0x0008_0000
+    | 0x0020_0000;
 pub const CAP_DEPRECATE_EOF: u32 = 0x0100_0000;
 
 impl RawClient {
     /// Reads the server greeting only.
     pub async fn greet(port: u16) -> (RawClient, u8) {
-        let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
         s.set_nodelay(true).unwrap();
         let (r, w) = s.into_split();
         let mut c = RawClient {
@@ -196,7 +239,12 @@ impl RawClient {
         (c, seq)
     }
 
-    pub async fn connect(port: u16, user: &str, pass: &str, deprecate_eof: bool) -> Result<RawClient, Vec<u8>> {
+    pub async fn connect(
+        port: u16,
+        user: &str,
+        pass: &str,
+        deprecate_eof: bool,
+    ) -> Result<RawClient, Vec<u8>> {
         let (mut c, seq) = Self::greet(port).await;
         c.deprecate_eof = deprecate_eof;
         let caps = CAP_BASE | if deprecate_eof { CAP_DEPRECATE_EOF } else { 0 };
@@ -215,7 +263,11 @@ impl RawClient {
         c.w.write_packet(&p);
         c.w.flush().await.unwrap();
         let (_, resp) = c.r.read().await.unwrap();
-        if resp[0] == 0 { Ok(c) } else { Err(resp.to_vec()) }
+        if resp[0] == 0 {
+            Ok(c)
+        } else {
+            Err(resp.to_vec())
+        }
     }
 
     pub async fn command(&mut self, cmd: u8, arg: &[u8]) {
@@ -237,7 +289,11 @@ impl RawClient {
         pkts.push(first.clone());
         match first[0] {
             0x00 => {
-                let ok = keyshift_gate::proto::OkPacket::parse(&first, mysql_common::constants::CapabilityFlags::empty()).unwrap();
+                let ok = keyshift_gate::proto::OkPacket::parse(
+                    &first,
+                    mysql_common::constants::CapabilityFlags::empty(),
+                )
+                .unwrap();
                 return (pkts, Some(ok.status));
             }
             0xFF => return (pkts, None),
@@ -257,7 +313,12 @@ impl RawClient {
             pkts.push(p.clone());
             if p[0] == 0xFE && p.len() < 0xFFFFFF {
                 let status = if self.deprecate_eof {
-                    keyshift_gate::proto::OkPacket::parse(&p, mysql_common::constants::CapabilityFlags::empty()).unwrap().status
+                    keyshift_gate::proto::OkPacket::parse(
+                        &p,
+                        mysql_common::constants::CapabilityFlags::empty(),
+                    )
+                    .unwrap()
+                    .status
                 } else {
                     u16::from_le_bytes([p[3], p[4]])
                 };
