@@ -269,6 +269,12 @@ async fn a_running_node_starts_tablets_of_new_keyspaces_and_restarts_dead_ones()
         .await
         .expect("query");
     assert_eq!(n, Some(1), "the restarted server kept its data");
+    drop(conn);
+
+    // Deleting the keyspace stops its servers; `down` waits for all of them.
+    c.ok(&["keyspace", "delete", "orders", "--recursive"]);
+    c.ok(&["down"]);
+    assert_eq!(processes_under(c.dir.path()), 0, "every server stopped");
 }
 
 #[test]
@@ -421,6 +427,28 @@ async fn configuration_errors_name_what_is_wrong() {
         r#"{"rules": [{"from_table": "t", "to_tables": ["nowhere.t"]}]}"#,
     ]);
     assert!(err.contains("rules[0].to_tables[0]"), "{err}");
+    // Document faults and schema faults come together.
+    let err = c.fails(&[
+        "vschema",
+        "apply",
+        "main",
+        "--json",
+        r#"{"tables": {"nope": {"type": "weird"}}}"#,
+    ]);
+    assert!(err.contains("2 problems"), "{err}");
+    assert!(
+        err.contains("tables.nope.type: unknown table type"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tables.nope: table `nope` exists neither"),
+        "{err}"
+    );
+    // The keyspace without a tablet is named as a place it might be.
+    assert!(
+        err.contains("`sh` (shard -80 has no primary tablet)"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -281,6 +281,9 @@ async fn run_tablets(
     states: watch::Sender<TabletStates>,
 ) {
     let mut running: BTreeMap<TabletAlias, Supervised> = BTreeMap::new();
+    // Servers of removed tablets that are still shutting down; awaited before
+    // the runner ends so that `down` returns only when every server is gone.
+    let mut stopping: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut backoff = Duration::from_millis(200);
     'outer: while !cancel.is_cancelled() {
         // (Re)list, then follow the watch; a watch error restarts from a list.
@@ -306,7 +309,15 @@ async fn run_tablets(
             .filter(|t| t.managed.is_some())
             .map(|t| (t.alias.clone(), t))
             .collect();
-        reconcile(&topo, &binaries, &cancel, &states, &mut running, &want);
+        reconcile(
+            &topo,
+            &binaries,
+            &cancel,
+            &states,
+            &mut running,
+            &mut stopping,
+            &want,
+        );
         let mut stream = match topo.watch(keys::TABLETS, rev).await {
             Ok(s) => s,
             Err(e) => {
@@ -333,7 +344,15 @@ async fn run_tablets(
                         .filter(|t| t.managed.is_some())
                         .map(|t| (t.alias.clone(), t))
                         .collect();
-                    reconcile(&topo, &binaries, &cancel, &states, &mut running, &want);
+                    reconcile(
+                        &topo,
+                        &binaries,
+                        &cancel,
+                        &states,
+                        &mut running,
+                        &mut stopping,
+                        &want,
+                    );
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "tablet watch failed; re-listing");
@@ -349,6 +368,9 @@ async fn run_tablets(
         s.follower.abort();
         tracing::info!(tablet = %alias, "stopped");
     }
+    for h in stopping {
+        let _ = h.await;
+    }
 }
 
 fn reconcile(
@@ -357,8 +379,10 @@ fn reconcile(
     cancel: &CancellationToken,
     states: &watch::Sender<TabletStates>,
     running: &mut BTreeMap<TabletAlias, Supervised>,
+    stopping: &mut Vec<tokio::task::JoinHandle<()>>,
     want: &BTreeMap<TabletAlias, TabletRecord>,
 ) {
+    stopping.retain(|h| !h.is_finished());
     let gone: Vec<TabletAlias> = running
         .keys()
         .filter(|a| !want.contains_key(*a))
@@ -369,7 +393,7 @@ fn reconcile(
             tracing::info!(tablet = %alias, "tablet record removed; stopping its server");
             s.cancel.cancel();
             s.follower.abort();
-            tokio::spawn(s.handle);
+            stopping.push(s.handle);
             states.send_modify(|m| {
                 m.remove(&alias);
             });

@@ -36,8 +36,6 @@ pub enum ClusterError {
     Faults { what: String, faults: Faults },
     #[error("{0}")]
     Conflict(String),
-    #[error("cannot read the schema of keyspace `{keyspace}`: {reason}")]
-    SchemaUnavailable { keyspace: String, reason: String },
     #[error("topo: {0}")]
     Topo(#[from] TopoError),
 }
@@ -502,10 +500,11 @@ pub async fn apply_vschema(
 ) -> Result<KeyspaceVSchema> {
     let what = format!("the VSchema of keyspace `{keyspace}`");
     let ks = get_keyspace(topo, keyspace).await?;
-    let vs = keyshift_vschema::parse_vschema(json).map_err(|faults| ClusterError::Faults {
-        what: what.clone(),
-        faults,
-    })?;
+    let vs =
+        keyshift_vschema::parse_vschema_shape(json).map_err(|faults| ClusterError::Faults {
+            what: what.clone(),
+            faults,
+        })?;
     let catalog = crate::schema::read_catalog(topo).await?;
     let mut others = all_vschemas(topo).await?;
     others.remove(keyspace);

@@ -2,7 +2,7 @@
 //! `information_schema`, for VSchema validation and the table pickers.
 
 use crate::model::TabletRecord;
-use crate::ops::{self, ClusterError, Result};
+use crate::ops::{self, Result};
 use keyshift_topo::Topo;
 use keyshift_vschema::{ColumnInfo, SchemaCatalog, TableSchema};
 use mysql_async::prelude::*;
@@ -73,35 +73,30 @@ pub async fn read_tables(tablet: &TabletRecord) -> Result<Vec<TableSchema>, Stri
 }
 
 /// Schemas of every keyspace, each read from its first shard's primary (all
-/// shards of a keyspace have the same tables). A keyspace whose primary
-/// cannot be read is an error naming it: validating against a guess would
-/// let a bad VSchema through.
+/// shards of a keyspace have the same tables). A keyspace that cannot be read
+/// is marked unreadable in the catalog, with the reason, so validation can
+/// refuse what it cannot verify and say why, and still report every other
+/// fault.
 pub async fn read_catalog(topo: &dyn Topo) -> Result<SchemaCatalog> {
     let mut catalog = SchemaCatalog::default();
     for ks in ops::list_keyspaces(topo).await? {
         let primaries = ops::shard_primaries(topo, &ks.name).await?;
-        let Some((shard, primary)) = primaries.into_iter().next() else {
-            return Err(ClusterError::SchemaUnavailable {
-                keyspace: ks.name,
-                reason: "it has no shards".to_string(),
-            });
+        let primary = match primaries.into_iter().next() {
+            None => Err("it has no shards".to_string()),
+            Some((shard, None)) => Err(format!("shard {} has no primary tablet", shard.name)),
+            Some((_, Some(p))) => Ok(p),
         };
-        let Some(primary) = primary else {
-            return Err(ClusterError::SchemaUnavailable {
-                keyspace: ks.name.clone(),
-                reason: format!("shard {} has no primary tablet", shard.name),
-            });
-        };
-        let tables =
-            read_tables(&primary)
-                .await
-                .map_err(|reason| ClusterError::SchemaUnavailable {
-                    keyspace: ks.name.clone(),
-                    reason,
-                })?;
-        catalog.insert_keyspace(&ks.name);
-        for t in tables {
-            catalog.insert(&ks.name, t);
+        match primary {
+            Ok(p) => match read_tables(&p).await {
+                Ok(tables) => {
+                    catalog.insert_keyspace(&ks.name);
+                    for t in tables {
+                        catalog.insert(&ks.name, t);
+                    }
+                }
+                Err(reason) => catalog.mark_unreadable(&ks.name, reason),
+            },
+            Err(reason) => catalog.mark_unreadable(&ks.name, reason),
         }
     }
     Ok(catalog)

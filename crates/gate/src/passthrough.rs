@@ -63,11 +63,10 @@ impl PassthroughHandler {
         };
         if let Some(db) = &self.db
             && c.schema() != Some(db.as_str())
+            && let Err(e) = c.init_db(db).await
         {
-            if let Err(e) = c.init_db(db).await {
-                self.done(c);
-                return Err(e.into());
-            }
+            self.done(c);
+            return Err(e.into());
         }
         Ok(c)
     }

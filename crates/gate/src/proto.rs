@@ -464,6 +464,7 @@ fn parse_time(b: &[u8]) -> Option<Value> {
     Some(Value::Time(neg, h / 24, (h % 24) as u8, mi, sec, us))
 }
 
+#[allow(clippy::too_many_arguments)] // the fields of MySQL's binary DATETIME
 fn put_bin_date(buf: &mut Vec<u8>, y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) {
     if us != 0 {
         buf.push(11);

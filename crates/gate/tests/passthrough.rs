@@ -12,6 +12,17 @@ use mysql_async::{Conn, Row, Value};
 const IN_TRANS: u16 = 0x0001;
 const AUTOCOMMIT: u16 = 0x0002;
 
+type TypedRow = (
+    i64,
+    Option<i32>,
+    Option<u64>,
+    Option<f64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+);
+
 async fn setup() -> (Mysqld, TestGate) {
     let m = Mysqld::start();
     let g = start_gate(
@@ -131,16 +142,7 @@ async fn text_and_prepared_statements_with_mysql_async() -> anyhow::Result<()> {
         ),
     )
     .await?;
-    let rows: Vec<(
-        i64,
-        Option<i32>,
-        Option<u64>,
-        Option<f64>,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<Vec<u8>>,
-    )> = c
+    let rows: Vec<TypedRow> = c
         .query("SELECT id, i, u, d, s, CAST(dt AS CHAR), CAST(tm AS CHAR), b FROM t ORDER BY id")
         .await?;
     assert_eq!(

@@ -32,6 +32,9 @@ impl TableSchema {
 #[derive(Clone, Debug, Default)]
 pub struct SchemaCatalog {
     keyspaces: BTreeMap<String, BTreeMap<String, TableSchema>>,
+    /// Keyspaces whose schema could not be read, with why: a table missing
+    /// from the catalog may live there, so faults about it say so.
+    unreadable: BTreeMap<String, String>,
 }
 
 impl SchemaCatalog {
@@ -45,6 +48,14 @@ impl SchemaCatalog {
     /// Records that a keyspace was read, even if it has no tables.
     pub fn insert_keyspace(&mut self, keyspace: &str) {
         self.keyspaces.entry(keyspace.to_string()).or_default();
+    }
+
+    pub fn mark_unreadable(&mut self, keyspace: &str, reason: impl Into<String>) {
+        self.unreadable.insert(keyspace.to_string(), reason.into());
+    }
+
+    pub fn unreadable(&self) -> &BTreeMap<String, String> {
+        &self.unreadable
     }
 
     pub fn table(&self, keyspace: &str, table: &str) -> Option<&TableSchema> {

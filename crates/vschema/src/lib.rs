@@ -206,6 +206,13 @@ pub fn parse_vschema(json: &str) -> Result<KeyspaceVSchema, Faults> {
     Ok(vs)
 }
 
+/// Parses the document's shape only (types, unknown fields), leaving the
+/// semantic checks to [`validate_vschema`], so that a caller with the live
+/// schemas at hand reports document and schema faults together.
+pub fn parse_vschema_shape(json: &str) -> Result<KeyspaceVSchema, Faults> {
+    from_json(json)
+}
+
 /// The document-only checks of [`parse_vschema`], for VSchemas built in code.
 pub fn check_document(vs: &KeyspaceVSchema) -> Result<(), Faults> {
     let mut faults = FaultList::default();

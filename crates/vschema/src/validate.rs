@@ -40,10 +40,23 @@ pub fn validate_vschema(
             .table(keyspace, table)
             .or_else(|| catalog.find_elsewhere(table, keyspace).map(|(_, t)| t));
         let Some(schema) = schema else {
+            let unread: Vec<String> = catalog
+                .unreadable()
+                .iter()
+                .map(|(ks, why)| format!("`{ks}` ({why})"))
+                .collect();
+            let caveat = if unread.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; keyspaces whose schema could not be read, where it might be: {}",
+                    unread.join(", ")
+                )
+            };
             faults.push(
                 &path,
                 format!(
-                    "table `{table}` exists neither in keyspace `{keyspace}` nor in any other keyspace; create it first or fix the name"
+                    "table `{table}` exists neither in keyspace `{keyspace}` nor in any other keyspace; create it first or fix the name{caveat}"
                 ),
             );
             continue;

@@ -234,7 +234,7 @@ impl RawClient {
         rd.u32().unwrap();
         let mut s = rd.take(8).unwrap().to_vec();
         rd.skip(1 + 2 + 1 + 2 + 2 + 1 + 10).unwrap();
-        s.extend_from_slice(&rd.take(12).unwrap().to_vec());
+        s.extend_from_slice(rd.take(12).unwrap());
         c.scramble = s;
         (c, seq)
     }
