@@ -109,6 +109,11 @@ pub struct TabletRecord {
     pub password: String,
     /// Present when keyshift runs this server itself.
     pub managed: Option<ManagedSpec>,
+    /// The server's Unix socket, recorded for managed tablets when they start.
+    /// A process on the same host (the gate) connects through it when the
+    /// file exists: about half the kernel time of loopback TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket: Option<std::path::PathBuf>,
 }
 
 /// How keyshift runs a managed tablet's mariadbd.
@@ -133,6 +138,7 @@ impl fmt::Debug for TabletRecord {
             .field("user", &self.user)
             .field("password", &"<redacted>")
             .field("managed", &self.managed)
+            .field("socket", &self.socket)
             .finish()
     }
 }
@@ -212,6 +218,7 @@ mod tests {
             user: "keyshift".into(),
             password: "hunter2".into(),
             managed: None,
+            socket: None,
         };
         assert!(!format!("{t:?}").contains("hunter2"));
     }

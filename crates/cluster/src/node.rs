@@ -433,10 +433,12 @@ fn reconcile(
             die_with_parent: false,
         };
         let child = cancel.child_token();
+        let socket = cfg.socket_path();
         let (handle, rx) = keyshift_tablet::supervise(cfg, child.clone());
         let follower = tokio::spawn(follow_state(
             topo.clone(),
             record.clone(),
+            socket,
             rx,
             states.clone(),
         ));
@@ -457,13 +459,14 @@ fn reconcile(
 async fn follow_state(
     topo: Arc<dyn Topo>,
     record: TabletRecord,
+    socket: std::path::PathBuf,
     mut rx: watch::Receiver<ProcessState>,
     states: watch::Sender<TabletStates>,
 ) {
     loop {
         let state = rx.borrow_and_update().clone();
         if let ProcessState::Running { port, .. } = &state
-            && let Err(e) = on_running(topo.as_ref(), &record, *port).await
+            && let Err(e) = on_running(topo.as_ref(), &record, *port, &socket).await
         {
             tracing::error!(tablet = %record.alias, error = %e, "cannot register the running server");
             states.send_modify(|m| {
@@ -488,13 +491,19 @@ async fn follow_state(
     }
 }
 
-async fn on_running(topo: &dyn Topo, record: &TabletRecord, port: u16) -> Result<()> {
+async fn on_running(
+    topo: &dyn Topo,
+    record: &TabletRecord,
+    port: u16,
+    socket: &std::path::Path,
+) -> Result<()> {
     let key = keys::tablet(&record.alias);
     let updated = topo
         .update_json::<TabletRecord, _, ClusterError>(&key, |current| {
             let mut t =
                 current.ok_or_else(|| ClusterError::NoSuchTablet(record.alias.to_string()))?;
             t.port = port;
+            t.socket = Some(socket.to_path_buf());
             Ok(t)
         })
         .await

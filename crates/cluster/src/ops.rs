@@ -256,6 +256,7 @@ pub fn new_managed_tablet(
         port: requested_port,
         user: "keyshift".to_string(),
         password: random_password(),
+        socket: None,
     }
 }
 
@@ -413,6 +414,7 @@ pub async fn add_tablet(
             user,
             password,
             managed: None,
+            socket: None,
         },
     };
     let mut ops = vec![put_op(&keys::tablet(&alias), &record, Cond::Absent)?];
