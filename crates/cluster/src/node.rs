@@ -14,7 +14,7 @@ use crate::model::{ShardRecord, TabletRecord, TabletRole, keys};
 use crate::ops::{self, ClusterError, ManagedDefaults, Result, TabletSpec};
 use futures::StreamExt;
 use keyshift_tablet::{MariadbBinaries, MysqldConfig, ProcessState};
-use keyshift_topo::{Topo, TopoExt, WatchEvent};
+use keyshift_topo::{Topo, TopoExt};
 use keyshift_types::TabletAlias;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -274,55 +274,51 @@ struct Supervised {
     follower: tokio::task::JoinHandle<()>,
 }
 
+/// The runner's state: what it supervises and what is still stopping.
+struct Reconciler {
+    topo: Arc<dyn Topo>,
+    binaries: Option<MariadbBinaries>,
+    cancel: CancellationToken,
+    states: watch::Sender<TabletStates>,
+    running: BTreeMap<TabletAlias, Supervised>,
+    /// Servers of removed tablets that are still shutting down; awaited
+    /// before the runner ends so that `down` returns only when every server
+    /// is gone.
+    stopping: Vec<tokio::task::JoinHandle<()>>,
+}
+
 async fn run_tablets(
     topo: Arc<dyn Topo>,
     binaries: Option<MariadbBinaries>,
     cancel: CancellationToken,
     states: watch::Sender<TabletStates>,
 ) {
-    let mut running: BTreeMap<TabletAlias, Supervised> = BTreeMap::new();
-    // Servers of removed tablets that are still shutting down; awaited before
-    // the runner ends so that `down` returns only when every server is gone.
-    let mut stopping: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut r = Reconciler {
+        topo,
+        binaries,
+        cancel: cancel.clone(),
+        states,
+        running: BTreeMap::new(),
+        stopping: Vec::new(),
+    };
     let mut backoff = Duration::from_millis(200);
     'outer: while !cancel.is_cancelled() {
-        // (Re)list, then follow the watch; a watch error restarts from a list.
-        let rev = match topo.revision().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read topo revision; retrying");
-                tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
+        // Revision first, then list, then watch from that revision: no change
+        // falls between the list and the watch.
+        let listed = async {
+            let rev = r.topo.revision().await.map_err(ClusterError::from)?;
+            r.sync().await?;
+            r.topo
+                .watch(keys::TABLETS, rev)
+                .await
+                .map_err(ClusterError::from)
         };
-        let tablets = match ops::list_tablets(topo.as_ref()).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list tablets; retrying");
-                tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
-                continue;
-            }
-        };
-        let want: BTreeMap<TabletAlias, TabletRecord> = tablets
-            .into_iter()
-            .filter(|t| t.managed.is_some())
-            .map(|t| (t.alias.clone(), t))
-            .collect();
-        reconcile(
-            &topo,
-            &binaries,
-            &cancel,
-            &states,
-            &mut running,
-            &mut stopping,
-            &want,
-        );
-        let mut stream = match topo.watch(keys::TABLETS, rev).await {
+        let mut stream = match listed.await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch tablets; retrying");
+                tracing::warn!(error = %e, "cannot follow the topo's tablets; retrying");
                 tokio::select! { _ = cancel.cancelled() => break, _ = tokio::time::sleep(backoff) => {} }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
@@ -333,26 +329,13 @@ async fn run_tablets(
                 e = stream.next() => e,
             };
             match event {
-                Some(Ok(WatchEvent::Put(_))) | Some(Ok(WatchEvent::Delete { .. })) => {
-                    // Cheap: re-list and diff, so every path goes through one
-                    // reconcile function.
-                    let Ok(tablets) = ops::list_tablets(topo.as_ref()).await else {
+                // Cheap: re-list and diff, so every path goes through one
+                // reconcile function.
+                Some(Ok(_)) => {
+                    if let Err(e) = r.sync().await {
+                        tracing::warn!(error = %e, "cannot list tablets; re-listing");
                         continue 'outer;
-                    };
-                    let want: BTreeMap<TabletAlias, TabletRecord> = tablets
-                        .into_iter()
-                        .filter(|t| t.managed.is_some())
-                        .map(|t| (t.alias.clone(), t))
-                        .collect();
-                    reconcile(
-                        &topo,
-                        &binaries,
-                        &cancel,
-                        &states,
-                        &mut running,
-                        &mut stopping,
-                        &want,
-                    );
+                    }
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "tablet watch failed; re-listing");
@@ -362,52 +345,61 @@ async fn run_tablets(
             }
         }
     }
-    for (alias, s) in std::mem::take(&mut running) {
-        s.cancel.cancel();
-        let _ = s.handle.await;
-        s.follower.abort();
-        tracing::info!(tablet = %alias, "stopped");
-    }
-    for h in stopping {
-        let _ = h.await;
-    }
+    r.shutdown().await;
 }
 
-fn reconcile(
-    topo: &Arc<dyn Topo>,
-    binaries: &Option<MariadbBinaries>,
-    cancel: &CancellationToken,
-    states: &watch::Sender<TabletStates>,
-    running: &mut BTreeMap<TabletAlias, Supervised>,
-    stopping: &mut Vec<tokio::task::JoinHandle<()>>,
-    want: &BTreeMap<TabletAlias, TabletRecord>,
-) {
-    stopping.retain(|h| !h.is_finished());
-    let gone: Vec<TabletAlias> = running
-        .keys()
-        .filter(|a| !want.contains_key(*a))
-        .cloned()
-        .collect();
-    for alias in gone {
-        if let Some(s) = running.remove(&alias) {
-            tracing::info!(tablet = %alias, "tablet record removed; stopping its server");
+impl Reconciler {
+    async fn sync(&mut self) -> Result<()> {
+        let want: BTreeMap<TabletAlias, TabletRecord> = ops::list_tablets(self.topo.as_ref())
+            .await?
+            .into_iter()
+            .filter(|t| t.managed.is_some())
+            .map(|t| (t.alias.clone(), t))
+            .collect();
+        self.apply(&want);
+        Ok(())
+    }
+
+    async fn shutdown(mut self) {
+        for (alias, s) in std::mem::take(&mut self.running) {
             s.cancel.cancel();
+            let _ = s.handle.await;
             s.follower.abort();
-            stopping.push(s.handle);
-            states.send_modify(|m| {
-                m.remove(&alias);
-            });
+            tracing::info!(tablet = %alias, "stopped");
+        }
+        for h in self.stopping {
+            let _ = h.await;
         }
     }
-    for (alias, record) in want {
-        if running.contains_key(alias) {
-            continue;
+
+    fn apply(&mut self, want: &BTreeMap<TabletAlias, TabletRecord>) {
+        self.stopping.retain(|h| !h.is_finished());
+        let gone: Vec<TabletAlias> = self
+            .running
+            .keys()
+            .filter(|a| !want.contains_key(*a))
+            .cloned()
+            .collect();
+        for alias in gone {
+            if let Some(s) = self.running.remove(&alias) {
+                tracing::info!(tablet = %alias, "tablet record removed; stopping its server");
+                s.cancel.cancel();
+                s.follower.abort();
+                self.stopping.push(s.handle);
+                self.states.send_modify(|m| {
+                    m.remove(&alias);
+                });
+            }
         }
-        let Some(managed) = &record.managed else {
-            continue;
-        };
-        let Some(binaries) = binaries.clone() else {
-            states.send_modify(|m| {
+        for (alias, record) in want {
+            if self.running.contains_key(alias) {
+                continue;
+            }
+            let Some(managed) = &record.managed else {
+                continue;
+            };
+            let Some(binaries) = self.binaries.clone() else {
+                self.states.send_modify(|m| {
                 m.insert(
                     alias.clone(),
                     ProcessState::Failed {
@@ -415,41 +407,42 @@ fn reconcile(
                     },
                 );
             });
-            continue;
-        };
-        let port = if record.port != 0 {
-            record.port
-        } else {
-            managed.requested_port
-        };
-        let cfg = MysqldConfig {
-            binaries,
-            datadir: managed.datadir.clone(),
-            port,
-            server_id: managed.server_id,
-            admin_user: record.user.clone(),
-            admin_password: record.password.clone(),
-            extra_args: Vec::new(),
-            die_with_parent: false,
-        };
-        let child = cancel.child_token();
-        let socket = cfg.socket_path();
-        let (handle, rx) = keyshift_tablet::supervise(cfg, child.clone());
-        let follower = tokio::spawn(follow_state(
-            topo.clone(),
-            record.clone(),
-            socket,
-            rx,
-            states.clone(),
-        ));
-        running.insert(
-            alias.clone(),
-            Supervised {
-                cancel: child,
-                handle,
-                follower,
-            },
-        );
+                continue;
+            };
+            let port = if record.port != 0 {
+                record.port
+            } else {
+                managed.requested_port
+            };
+            let cfg = MysqldConfig {
+                binaries,
+                datadir: managed.datadir.clone(),
+                port,
+                server_id: managed.server_id,
+                admin_user: record.user.clone(),
+                admin_password: record.password.clone(),
+                extra_args: Vec::new(),
+                die_with_parent: false,
+            };
+            let child = self.cancel.child_token();
+            let socket = cfg.socket_path();
+            let (handle, rx) = keyshift_tablet::supervise(cfg, child.clone());
+            let follower = tokio::spawn(follow_state(
+                self.topo.clone(),
+                record.clone(),
+                socket,
+                rx,
+                self.states.clone(),
+            ));
+            self.running.insert(
+                alias.clone(),
+                Supervised {
+                    cancel: child,
+                    handle,
+                    follower,
+                },
+            );
+        }
     }
 }
 
