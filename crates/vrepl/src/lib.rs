@@ -1,14 +1,26 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! VReplication building blocks: the pieces every keyshift workflow stream
+//! is made of.
+//!
+//! * [`flavor`]: MariaDB vs MySQL differences (dump handshake, positions,
+//!   GTID events) behind [`ServerFlavor`];
+//! * [`snapshot`]: a consistent snapshot with its exact GTID position, for
+//!   the copy phase;
+//! * [`binlog`]: a source's binlog as a stream of whole transactions with
+//!   typed row changes and the exact position after each, for the running
+//!   phase;
+//! * [`value`]: column values that round-trip exactly through SQL literals.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod binlog;
+mod bytes;
+pub mod error;
+pub mod flavor;
+pub mod rows;
+pub mod snapshot;
+pub mod value;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use binlog::{BinlogOptions, BinlogStream, Event, TableFilter};
+pub use error::{Result, VreplError};
+pub use flavor::{Gtid, MariaDb, MySql, ServerFlavor, advance, detect, for_flavor};
+pub use rows::{ChangeKind, Row, RowChange};
+pub use snapshot::{Snapshot, consistent_snapshot};
+pub use value::{APPLIER_SESSION_SQL, Value};
