@@ -15,4 +15,8 @@ fi
 $ks demo
 $ks status
 echo
+echo "A query through the gate, with the demo's user from keyshift.toml:"
+echo "  mariadb -h127.0.0.1 -P15306 -uapp -papp-password -e 'SELECT * FROM commerce.customer'"
+mariadb -h127.0.0.1 -P15306 -uapp -papp-password -e 'SELECT * FROM commerce.customer'
+echo
 echo "The cluster keeps running in the background. Stop it with: $ks down"

@@ -22,6 +22,9 @@ pub struct NodeInfo {
     pub started_at: u64,
     pub data_dir: PathBuf,
     pub tablets: usize,
+    /// Where applications connect (the gate's bound address).
+    #[serde(default)]
+    pub gate: Option<String>,
 }
 
 fn lock_path(data_dir: &Path) -> PathBuf {
@@ -118,6 +121,22 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         Err(_) => None,
     };
 
+    // The gate's port is checked before anything is written or started, so a
+    // clash costs nothing to fix.
+    let gate_addr: std::net::SocketAddr = file
+        .gate
+        .listen
+        .parse()
+        .with_context(|| format!("[gate] listen = {:?}", file.gate.listen))?;
+    if gate_addr.port() != 0 {
+        std::net::TcpListener::bind(gate_addr).map_err(|e| {
+            anyhow::anyhow!(
+                "gate address {gate_addr} is already in use by another process ({e}); set [gate] listen in {}",
+                file.path.display()
+            )
+        })?;
+    }
+
     let topo = keyshift_topo::open(&file.topo_url())
         .await
         .with_context(|| format!("opening the topo at {}", file.topo_url()))?;
@@ -143,11 +162,28 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         runner.join().await;
         return Err(e).context("starting the cluster (every server started so far was stopped)");
     }
+    let gate = match keyshift_gate::service::start(
+        topo.clone(),
+        gate_addr,
+        keyshift_gate::service::GateOptions::default(),
+        cancel.clone(),
+    )
+    .await
+    {
+        Ok(g) => g,
+        Err(e) => {
+            cancel.cancel();
+            runner.join().await;
+            return Err(anyhow::Error::new(e))
+                .context("starting the gate (every server started so far was stopped)");
+        }
+    };
     let info = NodeInfo {
         pid: std::process::id(),
         started_at: keyshift_cluster::model::now_unix(),
         data_dir: data_dir.clone(),
         tablets: managed.len(),
+        gate: Some(gate.addr().to_string()),
     };
     std::fs::write(ready_path(&data_dir), serde_json::to_vec_pretty(&info)?)
         .context("writing keyshift.ready")?;
@@ -156,12 +192,14 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         managed.len(),
         data_dir.display()
     );
+    print_gate_hint(&file, &gate.addr().to_string());
     println!("  keyshift status   shows keyspaces, shards and tablets");
     println!("  Ctrl-C            stops everything");
 
     wait_for_shutdown_signal().await;
     eprintln!("stopping...");
     cancel.cancel();
+    gate.join().await;
     runner.join().await;
     let _ = std::fs::remove_file(ready_path(&data_dir));
     drop(lock);
@@ -257,6 +295,22 @@ async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> R
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How to connect, with the first gate user as the example.
+fn print_gate_hint(file: &ClusterFile, addr: &str) {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "15306"));
+    match file.gate.users.first() {
+        Some(u) => println!(
+            "  gate: {addr}   mariadb -h{host} -P{port} -u{} -p   (users: [[gate.user]] in {})",
+            u.name,
+            file.path.display()
+        ),
+        None => println!(
+            "  gate: {addr}   (no [[gate.user]] in {}: add one to connect)",
+            file.path.display()
+        ),
     }
 }
 

@@ -607,3 +607,74 @@ async fn after_kill_9_of_keyshift_the_next_up_takes_over_its_servers() {
     c.ok(&["down"]);
     assert_eq!(processes_under(c.dir.path()), 0);
 }
+
+/// The gate address a running node wrote into its ready file.
+fn gate_addr(c: &Cluster) -> String {
+    let node: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
+    )
+    .expect("json");
+    node["gate"].as_str().expect("gate address").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_serves_the_demo_to_a_real_client() {
+    let c = Cluster::example();
+    c.ok(&["up", "--detach"]);
+    c.ok(&["demo"]);
+    let addr = gate_addr(&c);
+    let (host, port) = addr.rsplit_once(':').expect("host:port");
+    // The mariadb CLI, as a user would type it.
+    let out = Command::new("mariadb")
+        .args([
+            "-h",
+            host,
+            "-P",
+            port,
+            "-u",
+            "app",
+            "-papp-password",
+            "-N",
+            "-B",
+        ])
+        .args([
+            "-e",
+            "SELECT email FROM commerce.customer WHERE customer_id = 3",
+        ])
+        .output()
+        .expect("mariadb client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "charlie@domain.com\n");
+    let out = Command::new("mariadb")
+        .args([
+            "-h", host, "-P", port, "-u", "app", "-pwrong", "-e", "SELECT 1",
+        ])
+        .output()
+        .expect("mariadb client");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1045"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_gate_port_in_use_is_refused_before_anything_starts() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let c = Cluster::new(&format!(
+        "[[keyspace]]\nname = \"main\"\n[gate]\nlisten = \"127.0.0.1:{port}\"\n[api]\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    let err = c.fails(&["up"]);
+    assert!(
+        err.contains(&format!("gate address 127.0.0.1:{port} is already in use")),
+        "{err}"
+    );
+    assert!(!c.data_dir().join("topo.db").exists(), "no topo written");
+    assert_eq!(processes_under(c.dir.path()), 0);
+}
