@@ -5,6 +5,10 @@
 //! * [`backend`]: the gate's own client connections and pools towards the
 //!   tablets, able to forward result packets to the client undecoded.
 //! * [`passthrough`]: a handler that forwards everything to one backend.
+//! * [`executor`]: the handler that runs the router's plans over the
+//!   keyspaces and shards of the topo.
+//! * [`service`]: the gate the node starts — listener, executor, topo watch.
+//! * [`topo_auth`]: gate users from the topo.
 //!
 //! Speed comes from three rules: one flush per response, raw forwarding of
 //! backend packets when nothing needs merging, and prepared statements that
@@ -13,11 +17,14 @@
 pub mod auth;
 pub mod backend;
 pub mod error;
+pub mod executor;
 pub mod packet;
 pub mod params;
 pub mod passthrough;
 pub mod proto;
 pub mod server;
+pub mod service;
+pub mod topo_auth;
 
 pub use auth::{Authenticator, PasswordHash, StaticUsers};
 pub use backend::{
@@ -25,9 +32,12 @@ pub use backend::{
     QueryResult,
 };
 pub use error::GateError;
+pub use executor::{ExecutorFactory, ExecutorOptions, Routing, Session, Topology};
 pub use params::{Param, ParamValue, StmtId};
 pub use passthrough::{PassthroughFactory, PassthroughHandler};
 pub use proto::{Column, ColumnType, Value};
 pub use server::{
     Gate, GateConfig, HandlerFactory, PreparedMeta, Response, SessionHandler, SessionInfo,
 };
+pub use service::{GateOptions, GateService, GateStartError};
+pub use topo_auth::TopoUsers;

@@ -1,0 +1,134 @@
+//! The gate's brain: runs the router's plans against the tablets.
+//!
+//! # A session
+//!
+//! Each client connection has one [`Session`]: the keyspace of `USE` (and
+//! its tablet type, `USE ks@replica`), autocommit, whether a transaction is
+//! open, the `SET` statements the client ran (their original text), the
+//! prepared statements, the last insert id, and the backend connections it
+//! holds. Nothing else is remembered between statements.
+//!
+//! A backend connection is borrowed from its tablet's pool for one statement
+//! and given back, unless the session must keep it: inside a transaction,
+//! once the session has `SET` state, or when the backend reports that the
+//! statement changed session state (user variables, temporary tables). Kept
+//! connections are keyed by keyspace, shard and tablet type. A connection
+//! taken later gets every recorded `SET` replayed first; a new `SET` runs on
+//! every kept connection at once. So each backend connection of a session
+//! always carries the session's settings.
+//!
+//! # Transactions
+//!
+//! `BEGIN` opens nothing on the backends; the first statement on each shard
+//! starts that shard's transaction with the client's own `BEGIN` text. With
+//! autocommit off, the first statement opens a transaction implicitly, as in
+//! MySQL. A single-shard transaction is exactly the backend's. A multi-shard
+//! transaction commits **shard by shard, best-effort**: if a commit fails,
+//! the shards not yet committed are rolled back and the client gets error
+//! 1105 naming the shard that failed and the shards that had already
+//! committed (their changes stay). There is no two-phase commit.
+//!
+//! A write that reaches several shards outside a transaction (a scattered
+//! `UPDATE`/`DELETE`, a split `INSERT`) runs in a transaction of its own with
+//! the same commit, so a failure on one shard before the commit leaves no
+//! shard changed. DDL commits an open transaction first, as MySQL does.
+//!
+//! A connection lost inside a transaction ends the transaction on that
+//! shard; every later statement of the transaction fails until the client
+//! rolls back. A client that disconnects gets its connections reset
+//! (COM_RESET_CONNECTION rolls back and drops locks) before they return to
+//! the pools.
+//!
+//! # Routing
+//!
+//! Every statement is planned against the current [`Topology`] (router
+//! snapshot plus pools), which the service swaps atomically when the topo
+//! changes; a prepared statement is re-planned when the snapshot it was
+//! planned with is no longer the current one, so a routing switch reaches
+//! it at its next execution. `@replica` / `@rdonly` sessions use a replica of
+//! each shard when the shard has one and its primary otherwise.
+//!
+//! # Fast path
+//!
+//! A plan for one shard with nothing to merge is forwarded raw: result
+//! packets go from the backend to the client undecoded. A prepared
+//! statement whose text needs no rewriting is prepared on the backend too
+//! and executed with the client's parameters as sent. Writes are decoded
+//! (one OK packet) to learn the last insert id. Everything else —
+//! scatter-gather, merges, split inserts — decodes rows and writes the
+//! result itself.
+
+mod convert;
+mod sequence;
+mod session;
+mod topology;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::GateError;
+use crate::server::{HandlerFactory, SessionHandler, SessionInfo};
+
+pub use session::Session;
+pub use topology::{
+    BackendSettings, Routing, ShardInput, TabletPool, Topology, TopologyBuilder, TopologyInput,
+};
+
+/// What sessions report about the gate itself.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// `@@version` / `VERSION()`, also announced in the handshake.
+    pub server_version: String,
+    /// `@@version_comment`, which the `mariadb` CLI prints on connect.
+    pub version_comment: String,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        ExecutorOptions {
+            server_version: "10.11.6-MariaDB-keyshift".to_string(),
+            version_comment: "keyshift".to_string(),
+        }
+    }
+}
+
+/// State every session shares.
+pub(crate) struct Shared {
+    pub routing: Arc<Routing>,
+    pub sequences: sequence::Sequences,
+    pub options: ExecutorOptions,
+}
+
+/// Makes a [`Session`] per client over the shared routing state.
+pub struct ExecutorFactory {
+    shared: Arc<Shared>,
+}
+
+impl ExecutorFactory {
+    pub fn new(routing: Arc<Routing>, options: ExecutorOptions) -> Self {
+        ExecutorFactory {
+            shared: Arc::new(Shared {
+                routing,
+                sequences: sequence::Sequences::default(),
+                options,
+            }),
+        }
+    }
+
+    pub fn routing(&self) -> &Arc<Routing> {
+        &self.shared.routing
+    }
+}
+
+#[async_trait]
+impl HandlerFactory for ExecutorFactory {
+    async fn create(&self, info: &SessionInfo) -> Result<Box<dyn SessionHandler>, GateError> {
+        let mut s = Session::new(self.shared.clone());
+        if let Some(db) = &info.db {
+            // MySQL refuses an unknown database at connect time; so do we
+            s.init_db(db).await?;
+        }
+        Ok(Box::new(s))
+    }
+}

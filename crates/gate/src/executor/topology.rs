@@ -1,0 +1,268 @@
+//! The routing state one statement runs against: the router's snapshot plus
+//! a connection pool per tablet, swapped as one value so that a statement
+//! never pairs a new routing rule with an old tablet map (or the reverse).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use keyshift_cluster::model::{TabletRecord, TabletRole};
+use keyshift_router::{KeyspaceSpec, Snapshot, SnapshotError, TabletType};
+use keyshift_topo::Revision;
+use keyshift_vschema::RoutingRules;
+use tokio::sync::watch;
+
+use crate::backend::{BackendConfig, Pool, PoolConfig};
+use crate::error::GateError;
+
+/// One tablet's pool. `id` changes whenever the pool is replaced (new
+/// address or credentials), which is how sessions notice that a connection
+/// they hold points at a tablet that is no longer the one to use.
+#[derive(Clone)]
+pub struct TabletPool {
+    pub id: u64,
+    pub alias: String,
+    pub keyspace: Arc<str>,
+    pub shard: Arc<str>,
+    pub pool: Pool,
+}
+
+#[derive(Clone, Default)]
+struct ShardTablets {
+    primary: Option<TabletPool>,
+    replicas: Vec<TabletPool>,
+}
+
+/// Everything routing needs, immutable once built.
+pub struct Topology {
+    snapshot: Arc<Snapshot>,
+    shards: HashMap<String, HashMap<String, ShardTablets>>,
+}
+
+impl Topology {
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// The tablet serving `keyspace`/`shard` for `tablet_type`. Replica and
+    /// rdonly traffic goes to a replica when the shard has one and falls back
+    /// to the primary otherwise, so `USE ks@replica` works on clusters
+    /// without replicas.
+    pub fn tablet(
+        &self,
+        keyspace: &str,
+        shard: &str,
+        tablet_type: TabletType,
+    ) -> Result<&TabletPool, GateError> {
+        let st = self.shards.get(keyspace).and_then(|m| m.get(shard));
+        if tablet_type != TabletType::Primary
+            && let Some(st) = st
+            && !st.replicas.is_empty()
+        {
+            // spread sessions over replicas without shared state: any
+            // replica is as good as another
+            let i = rand::random_range(0..st.replicas.len());
+            return Ok(&st.replicas[i]);
+        }
+        st.and_then(|s| s.primary.as_ref()).ok_or_else(|| {
+            GateError::internal(format!(
+                "keyspace {keyspace} shard {shard} has no serving primary"
+            ))
+        })
+    }
+}
+
+/// One shard as the topo describes it, for [`TopologyBuilder::build`].
+#[derive(Clone, Debug)]
+pub struct ShardInput {
+    pub keyspace: String,
+    pub shard: String,
+    /// Alias of the shard's primary tablet, from the shard record.
+    pub primary: Option<String>,
+}
+
+/// What the topo says, in plain values, so that building needs no I/O.
+#[derive(Clone, Debug, Default)]
+pub struct TopologyInput {
+    pub keyspaces: Vec<KeyspaceSpec>,
+    pub rules: RoutingRules,
+    pub shards: Vec<ShardInput>,
+    pub tablets: Vec<TabletRecord>,
+}
+
+/// Timeouts every backend connection gets.
+#[derive(Clone, Debug)]
+pub struct BackendSettings {
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub pool: PoolConfig,
+}
+
+impl Default for BackendSettings {
+    fn default() -> Self {
+        BackendSettings {
+            connect_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(30),
+            pool: PoolConfig::default(),
+        }
+    }
+}
+
+/// Builds topologies, keeping the pool of every tablet whose connection
+/// settings did not change, so a routing-rule change costs no reconnects.
+pub struct TopologyBuilder {
+    settings: BackendSettings,
+    next_id: u64,
+    pools: HashMap<String, (String, TabletPool)>,
+}
+
+impl TopologyBuilder {
+    pub fn new(settings: BackendSettings) -> Self {
+        TopologyBuilder {
+            settings,
+            next_id: 1,
+            pools: HashMap::new(),
+        }
+    }
+
+    fn backend_config(&self, t: &TabletRecord) -> BackendConfig {
+        // the socket is only worth using when this host has it (the gate
+        // may run elsewhere than the tablet)
+        let addr = match &t.socket {
+            Some(p) if Path::new(p).exists() => format!("unix:{}", p.display()),
+            _ => format!("{}:{}", t.host, t.port),
+        };
+        let mut cfg = BackendConfig::new(addr, t.user.clone(), t.password.clone());
+        if !t.database.is_empty() {
+            cfg = cfg.with_db(t.database.clone());
+        }
+        cfg.connect_timeout = self.settings.connect_timeout;
+        cfg.read_timeout = self.settings.read_timeout;
+        cfg
+    }
+
+    fn pool_for(&mut self, t: &TabletRecord) -> TabletPool {
+        let cfg = self.backend_config(t);
+        let alias = t.alias.to_string();
+        let fingerprint = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{:?}\u{0}{}\u{0}{}",
+            cfg.addr, cfg.user, cfg.password, cfg.db, t.keyspace, t.shard
+        );
+        if let Some((fp, tp)) = self.pools.get(&alias)
+            && *fp == fingerprint
+        {
+            return tp.clone();
+        }
+        let tp = TabletPool {
+            id: self.next_id,
+            alias: alias.clone(),
+            keyspace: Arc::from(t.keyspace.as_str()),
+            shard: Arc::from(t.shard.as_str()),
+            pool: Pool::new(cfg, self.settings.pool.clone()),
+        };
+        self.next_id += 1;
+        self.pools.insert(alias, (fingerprint, tp.clone()));
+        tp
+    }
+
+    /// Builds the topology. Keyspaces without shards are left out (they
+    /// cannot serve anything yet) rather than failing the whole build.
+    pub fn build(&mut self, input: TopologyInput) -> Result<Topology, SnapshotError> {
+        let keyspaces: Vec<KeyspaceSpec> = input
+            .keyspaces
+            .into_iter()
+            .filter(|k| !k.shards.is_empty())
+            .collect();
+        let snapshot = Snapshot::build(keyspaces, input.rules)?;
+        let mut shards: HashMap<String, HashMap<String, ShardTablets>> = HashMap::new();
+        for s in &input.shards {
+            shards
+                .entry(s.keyspace.clone())
+                .or_default()
+                .entry(s.shard.clone())
+                .or_default();
+        }
+        let mut live = std::collections::HashSet::new();
+        for t in &input.tablets {
+            let Some(entry) = shards
+                .get_mut(&t.keyspace)
+                .and_then(|m| m.get_mut(&t.shard))
+            else {
+                continue;
+            };
+            let alias = t.alias.to_string();
+            let is_primary = input.shards.iter().any(|s| {
+                s.keyspace == t.keyspace && s.shard == t.shard && s.primary.as_ref() == Some(&alias)
+            });
+            let tp = self.pool_for(t);
+            live.insert(alias);
+            if is_primary {
+                entry.primary = Some(tp);
+            } else if t.role == TabletRole::Replica {
+                entry.replicas.push(tp);
+            }
+        }
+        self.pools.retain(|alias, _| live.contains(alias));
+        Ok(Topology {
+            snapshot: Arc::new(snapshot),
+            shards,
+        })
+    }
+}
+
+/// The current topology, shared by every session, and the topo revision it
+/// reflects.
+pub struct Routing {
+    current: RwLock<Arc<Topology>>,
+    applied: watch::Sender<Revision>,
+}
+
+impl Routing {
+    pub fn new(initial: Topology, revision: Revision) -> Routing {
+        Routing {
+            current: RwLock::new(Arc::new(initial)),
+            applied: watch::Sender::new(revision),
+        }
+    }
+
+    /// The topology for the next statement.
+    pub fn current(&self) -> Arc<Topology> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a new topology; statements already running keep the one they
+    /// started with.
+    pub fn install(&self, t: Topology, revision: Revision) {
+        let t = Arc::new(t);
+        match self.current.write() {
+            Ok(mut g) => *g = t,
+            Err(poisoned) => *poisoned.into_inner() = t,
+        }
+        self.applied.send_if_modified(|r| {
+            if revision > *r {
+                *r = revision;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The topo revision the current topology reflects.
+    pub fn applied_revision(&self) -> Revision {
+        *self.applied.borrow()
+    }
+
+    /// Waits until the topology reflects at least `revision`; false on
+    /// timeout.
+    pub async fn wait_for(&self, revision: Revision, timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|r| *r >= revision))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}

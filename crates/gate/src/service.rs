@@ -1,0 +1,423 @@
+//! The gate as a service of the node: listens, serves sessions through the
+//! [`crate::executor`], and follows the topo.
+//!
+//! Routing state (keyspaces, shards, VSchemas, routing rules, tablets) and
+//! gate users are read from the topo at start and re-read whenever a watch
+//! on their prefixes fires. Rebuilds run on their own task, a few
+//! milliseconds after the first change of a burst (so a workflow writing
+//! several records causes one rebuild), and swap the new state in
+//! atomically: statements never wait for a rebuild, and each one sees
+//! either the old state or the new one. Pools of tablets whose connection
+//! settings did not change are kept.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use keyshift_cluster::model::keys;
+use keyshift_cluster::{ClusterError, ops};
+use keyshift_router::{KeyspaceSpec, SnapshotError};
+use keyshift_topo::{Revision, Topo, TopoError, WatchEvent};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::PoolConfig;
+use crate::executor::{
+    BackendSettings, ExecutorFactory, ExecutorOptions, Routing, ShardInput, TopologyBuilder,
+    TopologyInput,
+};
+use crate::server::{Gate, GateConfig};
+use crate::topo_auth::TopoUsers;
+
+/// How the gate runs.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    pub pool: PoolConfig,
+    pub connect_timeout: Duration,
+    /// Longest wait for a backend's answer; with the pool's acquire timeout
+    /// and the connect timeout it bounds how long a client can wait on a
+    /// dead or stuck tablet before getting an error.
+    pub backend_read_timeout: Duration,
+    /// Announced in the handshake and returned by `@@version`.
+    pub server_version: String,
+    pub version_comment: String,
+    pub max_allowed_packet: usize,
+    /// How long after a topo change the gate waits for related changes
+    /// before rebuilding its routing state.
+    pub rebuild_debounce: Duration,
+}
+
+impl Default for GateOptions {
+    fn default() -> Self {
+        let exec = ExecutorOptions::default();
+        GateOptions {
+            pool: PoolConfig::default(),
+            connect_timeout: Duration::from_secs(3),
+            backend_read_timeout: Duration::from_secs(30),
+            server_version: exec.server_version,
+            version_comment: exec.version_comment,
+            max_allowed_packet: GateConfig::default().max_allowed_packet,
+            rebuild_debounce: Duration::from_millis(3),
+        }
+    }
+}
+
+/// Why the gate did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GateStartError {
+    #[error(
+        "gate address {addr} is already in use by another process; set [gate] listen in the cluster file"
+    )]
+    PortInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("reading the cluster from the topo: {0}")]
+    Topo(#[from] ClusterError),
+    #[error("the cluster in the topo cannot be routed: {0}")]
+    Routing(#[from] SnapshotError),
+}
+
+/// A running gate. Dropping it stops the gate as cancelling does.
+pub struct GateService {
+    addr: SocketAddr,
+    routing: Arc<Routing>,
+    users: Arc<TopoUsers>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl GateService {
+    /// The bound address (the real port when asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The routing state sessions use.
+    pub fn routing(&self) -> &Arc<Routing> {
+        &self.routing
+    }
+
+    pub fn users(&self) -> &Arc<TopoUsers> {
+        &self.users
+    }
+
+    /// Waits until the gate's routing reflects topo revision `revision`
+    /// (e.g. the revision after a routing-rule change); false on timeout.
+    pub async fn wait_for_revision(&self, revision: Revision, timeout: Duration) -> bool {
+        self.routing.wait_for(revision, timeout).await
+    }
+
+    /// Waits until the gate has stopped (after the cancellation token fired).
+    pub async fn join(mut self) {
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for GateService {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Binds `listen`, loads the cluster from the topo and starts serving.
+/// Cancelling `cancel` stops accepting, closes every client connection
+/// (their backend transactions roll back) and ends the topo watch.
+pub async fn start(
+    topo: Arc<dyn Topo>,
+    listen: SocketAddr,
+    opts: GateOptions,
+    cancel: CancellationToken,
+) -> Result<GateService, GateStartError> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            GateStartError::PortInUse { addr: listen }
+        } else {
+            GateStartError::Listen {
+                addr: listen,
+                source: e,
+            }
+        }
+    })?;
+    let addr = listener.local_addr().map_err(|e| GateStartError::Listen {
+        addr: listen,
+        source: e,
+    })?;
+
+    // Watches start from the revision read before loading, so a change made
+    // while loading is seen again rather than missed.
+    let start_rev = topo.revision().await.map_err(ClusterError::from)?;
+    let mut builder = TopologyBuilder::new(BackendSettings {
+        connect_timeout: opts.connect_timeout,
+        read_timeout: opts.backend_read_timeout,
+        pool: opts.pool.clone(),
+    });
+    let input = read_input(topo.as_ref()).await?;
+    let topology = builder.build(input)?;
+    let routing = Arc::new(Routing::new(topology, start_rev));
+    let users = Arc::new(
+        TopoUsers::load(topo.as_ref())
+            .await
+            .map_err(ClusterError::from)?,
+    );
+
+    let factory = Arc::new(ExecutorFactory::new(
+        routing.clone(),
+        ExecutorOptions {
+            server_version: opts.server_version.clone(),
+            version_comment: opts.version_comment.clone(),
+        },
+    ));
+    let gate = Gate::new(
+        GateConfig {
+            server_version: opts.server_version.clone(),
+            max_allowed_packet: opts.max_allowed_packet,
+            ..GateConfig::default()
+        },
+        users.clone(),
+        factory,
+    );
+
+    let stop = cancel.child_token();
+    let accept = tokio::spawn(accept_loop(gate, listener, stop.clone()));
+    let watcher = tokio::spawn(
+        Watcher {
+            topo,
+            routing: routing.clone(),
+            users: users.clone(),
+            builder,
+            debounce: opts.rebuild_debounce,
+            stop: stop.clone(),
+        }
+        .run(start_rev),
+    );
+    tracing::info!(%addr, "gate listening");
+    Ok(GateService {
+        addr,
+        routing,
+        users,
+        stop,
+        tasks: vec![accept, watcher],
+    })
+}
+
+async fn accept_loop(gate: Arc<Gate>, listener: TcpListener, stop: CancellationToken) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    conns.spawn(gate.clone().handle_connection(stream, peer));
+                }
+                Err(e) => {
+                    // EMFILE and friends are transient; do not spin
+                    tracing::warn!("gate accept failed: {e}");
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            },
+            // reap finished connections so the set does not grow
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    conns.shutdown().await;
+    tracing::info!("gate stopped");
+}
+
+/// Reads everything routing needs from the topo.
+pub async fn read_input(topo: &dyn Topo) -> Result<TopologyInput, ClusterError> {
+    let keyspaces = ops::list_keyspaces(topo).await?;
+    let vschemas = ops::all_vschemas(topo).await?;
+    let rules = ops::get_routing_rules(topo).await?;
+    let tablets = ops::list_tablets(topo).await?;
+    let mut input = TopologyInput {
+        rules,
+        tablets,
+        ..TopologyInput::default()
+    };
+    for ks in keyspaces {
+        let shards = ops::list_shards(topo, &ks.name).await?;
+        for s in &shards {
+            input.shards.push(ShardInput {
+                keyspace: ks.name.clone(),
+                shard: s.name.clone(),
+                primary: s.primary.as_ref().map(|a| a.to_string()),
+            });
+        }
+        input.keyspaces.push(KeyspaceSpec {
+            sharded: ks.sharded,
+            shards: shards.into_iter().map(|s| s.name).collect(),
+            vschema: vschemas.get(&ks.name).cloned().unwrap_or_default(),
+            name: ks.name,
+        });
+    }
+    Ok(input)
+}
+
+const WATCHED: [&str; 4] = [
+    keys::KEYSPACES,
+    keys::TABLETS,
+    keys::ROUTING_RULES,
+    keys::GATE_USERS,
+];
+
+/// After a failed rebuild or watch, how long before trying again.
+const RETRY: Duration = Duration::from_millis(500);
+
+struct Watcher {
+    topo: Arc<dyn Topo>,
+    routing: Arc<Routing>,
+    users: Arc<TopoUsers>,
+    builder: TopologyBuilder,
+    debounce: Duration,
+    stop: CancellationToken,
+}
+
+enum Next {
+    Event(Revision),
+    /// The watch failed (compacted history, backend error): re-read all and
+    /// watch again from now.
+    Broken,
+    /// The topo closed or the gate stops.
+    End,
+}
+
+impl Watcher {
+    async fn open(
+        &self,
+        after: Revision,
+    ) -> Result<BoxStream<'static, Result<WatchEvent, TopoError>>, TopoError> {
+        let mut streams = Vec::with_capacity(WATCHED.len());
+        for prefix in WATCHED {
+            streams.push(self.topo.watch(prefix, after).await?);
+        }
+        Ok(futures::stream::select_all(streams).boxed())
+    }
+
+    async fn next(&self, events: &mut BoxStream<'static, Result<WatchEvent, TopoError>>) -> Next {
+        tokio::select! {
+            _ = self.stop.cancelled() => Next::End,
+            ev = events.next() => match ev {
+                None => Next::End,
+                Some(Ok(ev)) => Next::Event(ev.revision()),
+                Some(Err(TopoError::Closed)) => Next::End,
+                Some(Err(e)) => {
+                    tracing::warn!("gate topo watch failed, re-reading the cluster: {e}");
+                    Next::Broken
+                }
+            }
+        }
+    }
+
+    /// Sleeps unless the gate stops first; false when it stops.
+    async fn pause(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+
+    async fn rebuild(&mut self, revision: Revision) -> Result<(), String> {
+        let input = read_input(self.topo.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let users = TopoUsers::read(self.topo.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let topology = self.builder.build(input).map_err(|e| e.to_string())?;
+        self.users.replace(users);
+        self.routing.install(topology, revision);
+        tracing::debug!(revision, "gate routing rebuilt");
+        Ok(())
+    }
+
+    /// Rebuilds until it works or the gate stops; false when it stops.
+    async fn rebuild_until_done(&mut self, revision: Revision) -> bool {
+        loop {
+            match self.rebuild(revision).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!(
+                        "gate keeps its previous routing; rebuilding from the topo failed: {e}"
+                    );
+                    if !self.pause(RETRY).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run(mut self, start: Revision) {
+        let mut after = start;
+        'watch: loop {
+            let mut events = match self.open(after).await {
+                Ok(s) => s,
+                Err(TopoError::Closed) => return,
+                Err(e) => {
+                    tracing::warn!("gate cannot watch the topo: {e}");
+                    if !self.pause(RETRY).await {
+                        return;
+                    }
+                    match self.topo.revision().await {
+                        Ok(r) if self.rebuild_until_done(r).await => after = r,
+                        Ok(_) => return,
+                        Err(_) => {}
+                    }
+                    continue;
+                }
+            };
+            loop {
+                let mut latest = match self.next(&mut events).await {
+                    Next::Event(rev) => rev,
+                    Next::End => return,
+                    Next::Broken => {
+                        let Ok(r) = self.topo.revision().await else {
+                            if !self.pause(RETRY).await {
+                                return;
+                            }
+                            continue 'watch;
+                        };
+                        if !self.rebuild_until_done(r).await {
+                            return;
+                        }
+                        after = r;
+                        continue 'watch;
+                    }
+                };
+                // collect the rest of the burst
+                let deadline = tokio::time::Instant::now() + self.debounce;
+                loop {
+                    match tokio::time::timeout_at(deadline, self.next(&mut events)).await {
+                        Err(_) => break,
+                        Ok(Next::Event(rev)) => latest = latest.max(rev),
+                        Ok(Next::End) => return,
+                        Ok(Next::Broken) => {
+                            let r = self.topo.revision().await.unwrap_or(latest);
+                            if !self.rebuild_until_done(r.max(latest)).await {
+                                return;
+                            }
+                            after = r.max(latest);
+                            continue 'watch;
+                        }
+                    }
+                }
+                if !self.rebuild_until_done(latest).await {
+                    return;
+                }
+                after = latest;
+            }
+        }
+    }
+}
