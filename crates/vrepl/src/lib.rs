@@ -8,7 +8,9 @@
 //! * [`binlog`]: a source's binlog as a stream of whole transactions with
 //!   typed row changes and the exact position after each, for the running
 //!   phase;
-//! * [`value`]: column values that round-trip exactly through SQL literals.
+//! * [`value`]: column values that round-trip exactly through SQL literals;
+//! * [`stream`]: the stream engine (copy + replication of one source shard
+//!   into one target shard, progress committed on the target).
 
 pub mod binlog;
 mod bytes;
@@ -16,6 +18,7 @@ pub mod error;
 pub mod flavor;
 pub mod rows;
 pub mod snapshot;
+pub mod stream;
 pub mod value;
 
 pub use binlog::{BinlogOptions, BinlogStream, Event, TableFilter};
@@ -23,4 +26,8 @@ pub use error::{Result, VreplError};
 pub use flavor::{Gtid, MariaDb, MySql, ServerFlavor, advance, detect, for_flavor};
 pub use rows::{ChangeKind, Row, RowChange};
 pub use snapshot::{Snapshot, consistent_snapshot};
+pub use stream::{
+    OnDdl, StreamError, StreamExit, StreamProgress, StreamSpec, StreamState, TableProgress,
+    TableSpec, run_stream,
+};
 pub use value::{APPLIER_SESSION_SQL, Value};

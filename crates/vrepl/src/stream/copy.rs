@@ -1,0 +1,270 @@
+//! The copy phase: bounded snapshot cycles with a binlog catch-up between
+//! them (algorithm and invariant in the parent module's doc).
+
+use std::time::Instant;
+
+use keyshift_types::Position;
+use mysql_async::prelude::Queryable;
+
+use crate::snapshot::{Snapshot, consistent_snapshot};
+
+use super::apply::SqlBatch;
+use super::keyfilter::in_range;
+use super::schema::{TablePlan, ident, tuple_gt};
+use super::sidecar::{TableState, copy_state_sql};
+use super::{Ctx, Replayed, StreamError, StreamState};
+
+/// Session settings of the snapshot reader: TIMESTAMPs as UTC wall clock
+/// (what the applier writes back under UTC), and character data as the
+/// bytes stored, in whatever character set the column has.
+const SNAPSHOT_SESSION_SQL: &[&str] = &[
+    "SET SESSION time_zone = '+00:00'",
+    "SET SESSION character_set_results = binary",
+];
+
+/// Copies every table not yet done. `Ok(false)`: cancelled.
+pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
+    loop {
+        let Some(first) = next_table(ctx) else {
+            return Ok(true);
+        };
+        let mut conn = ctx
+            .spec
+            .source
+            .connect()
+            .await
+            .map_err(|e| ctx.src_err("connecting for a snapshot")(e.into()))?;
+        for sql in SNAPSHOT_SESSION_SQL {
+            conn.query_drop(*sql)
+                .await
+                .map_err(|e| ctx.src_err("setting up the snapshot session")(e.into()))?;
+        }
+        let flavor = ctx.flavor.clone();
+        let mut snap = consistent_snapshot(conn, &*flavor)
+            .await
+            .map_err(ctx.src_err("opening a consistent snapshot"))?;
+        let deadline = Instant::now() + ctx.spec.copy_cycle;
+        ctx.progress.send_modify(|p| p.copy_cycles += 1);
+        let p = snap.position().clone();
+        if let Some(q) = ctx.stored.position.clone()
+            && q != p
+        {
+            if !p.contains(&q) {
+                return Err(StreamError::SourceBehind {
+                    source_pos: p.to_string(),
+                    committed: q.to_string(),
+                });
+            }
+            tracing::debug!(stream = ctx.spec.id, from = %q, to = %p, table = %first, "copy catch-up");
+            if ctx.replay(q, Some(&p)).await? == Replayed::Cancelled {
+                return Ok(false);
+            }
+            // A DDL during the catch-up may have changed the tables.
+            ctx.load_plans().await?;
+        }
+        ctx.publish(StreamState::Copying);
+        while let Some(table) = next_table(ctx) {
+            match copy_table(ctx, &mut snap, &table, &p, deadline).await? {
+                TableCopy::Done => continue,
+                TableCopy::CycleOver => break,
+                TableCopy::Cancelled => return Ok(false),
+            }
+        }
+        // Ending the snapshot only releases it on the source; a failure
+        // here loses nothing.
+        let _ = snap.finish().await;
+    }
+}
+
+fn next_table(ctx: &Ctx<'_>) -> Option<String> {
+    ctx.order
+        .iter()
+        .find(|n| ctx.stored.tables.get(*n).is_none_or(|t| !t.done))
+        .cloned()
+}
+
+enum TableCopy {
+    Done,
+    CycleOver,
+    Cancelled,
+}
+
+/// A batch read from the snapshot, converted.
+struct ReadBatch {
+    /// Rows in the key range, each as (column name, value) in column order.
+    insert: SqlBatch,
+    in_range: u64,
+    scanned: u64,
+    last_pk: Option<Vec<String>>,
+    /// Fewer rows than asked: the table has no more.
+    end: bool,
+}
+
+async fn read_batch(
+    snap: &mut Snapshot,
+    plan: &TablePlan,
+    source_db: &str,
+    target_db: &str,
+    range: &keyshift_types::KeyRange,
+    last_pk: Option<&Vec<String>>,
+    limit: usize,
+) -> Result<Result<ReadBatch, String>, mysql_async::Error> {
+    let mut sql = format!(
+        "SELECT {} FROM {}.{}",
+        plan.select_list(),
+        ident(source_db),
+        ident(&plan.name)
+    );
+    if let Some(last) = last_pk {
+        let cols: Vec<String> = plan.pk_columns().map(|c| ident(&c.name)).collect();
+        sql.push_str(" WHERE ");
+        sql.push_str(&tuple_gt(&cols, last));
+    }
+    sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", plan.order_by()));
+    // The binary protocol: FLOAT/DOUBLE arrive as their exact bits.
+    let rows: Vec<mysql_async::Row> = snap.conn().exec(sql, ()).await?;
+    let mut out = ReadBatch {
+        insert: SqlBatch::default(),
+        in_range: 0,
+        scanned: rows.len() as u64,
+        last_pk: last_pk.cloned(),
+        end: rows.len() < limit,
+    };
+    let vcol = plan.vindex.as_ref().map(|(i, _)| *i);
+    for row in rows {
+        let raw = row.unwrap_raw();
+        if raw.len() != plan.columns.len() {
+            return Ok(Err(format!(
+                "the snapshot returned {} columns, expected {}",
+                raw.len(),
+                plan.columns.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(raw.len());
+        for (col, v) in plan.columns.iter().zip(raw) {
+            let Some(v) = v else {
+                return Ok(Err(format!("column `{}` missing from the row", col.name)));
+            };
+            match col.decode_wire(v) {
+                Ok(v) => values.push(v),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        out.last_pk = Some(
+            plan.pk
+                .iter()
+                .map(|&i| plan.columns[i].cmp_literal(&values[i]))
+                .collect(),
+        );
+        let placed = match in_range(plan, range, vcol.map(|i| &values[i])) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        if placed {
+            out.insert.insert(
+                target_db,
+                plan,
+                false,
+                plan.columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .zip(values.iter()),
+            );
+            out.in_range += 1;
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// Copies `table` from the snapshot at `p` until it is done or the cycle
+/// is over. While one batch is written to the target the next is read
+/// from the source.
+async fn copy_table(
+    ctx: &mut Ctx<'_>,
+    snap: &mut Snapshot,
+    table: &str,
+    p: &Position,
+    deadline: Instant,
+) -> Result<TableCopy, StreamError> {
+    let Some(plan) = ctx.plans.get(table).cloned() else {
+        return Err(StreamError::Table {
+            table: table.to_string(),
+            detail: "no plan for the table".into(),
+        });
+    };
+    let limit = ctx.spec.copy_batch_rows.max(1);
+    let source_db = ctx.spec.source_db.clone();
+    let target_db = ctx.spec.target_db.clone();
+    let range = ctx.spec.key_range.clone();
+    let row_err = |detail: String| StreamError::Row {
+        table: table.to_string(),
+        detail,
+    };
+    let mut state = ctx.stored.tables.get(table).cloned().unwrap_or_default();
+    let mut batch = read_batch(
+        snap,
+        &plan,
+        &source_db,
+        &target_db,
+        &range,
+        state.last_pk.as_ref(),
+        limit,
+    )
+    .await
+    .map_err(|e| ctx.src_err("reading rows from the snapshot")(e.into()))?
+    .map_err(row_err)?;
+    loop {
+        if ctx.cancel.is_cancelled() {
+            return Ok(TableCopy::Cancelled);
+        }
+        let body = batch.insert.take();
+        let next_state = TableState {
+            last_pk: batch.last_pk.clone(),
+            done: batch.end,
+            rows_copied: state.rows_copied + batch.in_range,
+            rows_scanned: state.rows_scanned + batch.scanned,
+        };
+        let progress_sql = copy_state_sql(ctx.spec.id, table, &next_state);
+        let more = !batch.end && Instant::now() < deadline;
+        let write = ctx.commit(
+            body,
+            p,
+            0,
+            StreamState::Copying,
+            std::slice::from_ref(&progress_sql),
+        );
+        let next_last = next_state.last_pk.clone();
+        let (written, next) = if more {
+            let read = read_batch(
+                snap,
+                &plan,
+                &source_db,
+                &target_db,
+                &range,
+                next_last.as_ref(),
+                limit,
+            );
+            let (w, r) = tokio::join!(write, read);
+            (w, Some(r))
+        } else {
+            (write.await, None)
+        };
+        written?;
+        ctx.stored
+            .tables
+            .insert(table.to_string(), next_state.clone());
+        state = next_state;
+        ctx.publish(StreamState::Copying);
+        if state.done {
+            return Ok(TableCopy::Done);
+        }
+        match next {
+            None => return Ok(TableCopy::CycleOver),
+            Some(r) => {
+                batch = r
+                    .map_err(|e| ctx.src_err("reading rows from the snapshot")(e.into()))?
+                    .map_err(row_err)?;
+            }
+        }
+    }
+}
