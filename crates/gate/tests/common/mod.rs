@@ -1,6 +1,9 @@
 //! Private test helpers: a throwaway MariaDB server and a gate in front of it.
 //! (To be replaced by keyshift-testkit's TestMysqld once it lands.)
+//! [`cluster`] has a real sharded cluster behind the topo-driven gate.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::net::TcpListener as StdListener;
 use std::path::PathBuf;

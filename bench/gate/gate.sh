@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# The gate's benchmark (issue 3): sysbench through the keyshift gate and
+# directly against MariaDB, alternating, printing TPS, p95 latency and the
+# gate/direct ratio. Not a test: it measures, it does not judge (it prints
+# whether the unsharded oltp_read_write ratio meets the 0.85 target).
+#
+# It starts a real cluster with `keyshift up --detach` from a generated
+# cluster file in a temp dir (managed tablets: real mariadbd with binlogs, as
+# users run them), then:
+#   unsharded: keyspace sbplain (one tablet). direct = sysbench against that
+#              tablet's server; gate = the same tables through the gate.
+#   sharded:   keyspace sbshard, shards -80 and 80- (hash vindex on id).
+#              gate = sysbench through the gate; direct = sysbench against the
+#              -80 tablet's server, database sbfull, which holds ALL the rows
+#              in one server (there is no "direct" for a sharded keyspace; this
+#              is what the same data costs unsharded on the same kind of server).
+# Both sides use TCP on 127.0.0.1 and prepared statements (--db-ps-mode=auto).
+#
+# Usage: bench/gate/gate.sh            (from anywhere; builds target/release)
+# Env:   TIME=20 ROUNDS=3 THREADS=4 TABLES=4 TABLE_SIZE=10000
+#        WORKLOADS="oltp_point_select oltp_read_write"  SKIP_BUILD=1  KEEP=1
+#        RESULTS=bench/gate/RESULTS.md (where the summary is written; "" = don't)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TIME=${TIME:-20}
+ROUNDS=${ROUNDS:-3}
+THREADS=${THREADS:-4}
+TABLES=${TABLES:-4}
+TABLE_SIZE=${TABLE_SIZE:-10000}
+WORKLOADS=${WORKLOADS:-"oltp_point_select oltp_read_write"}
+RESULTS=${RESULTS-$ROOT/bench/gate/RESULTS.md}
+BIN=$ROOT/target/release/keyshift
+COMMAND="bench/gate/gate.sh${*:+ $*}"
+ENV_LINE="TIME=$TIME ROUNDS=$ROUNDS THREADS=$THREADS TABLES=$TABLES TABLE_SIZE=$TABLE_SIZE"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "gate.sh: $*"; exit 1; }
+
+for tool in sysbench mariadb mariadb-dump python3; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  say "== building keyshift (release)"
+  cargo build --release -p keyshift --manifest-path "$ROOT/Cargo.toml" >&2
+fi
+[ -x "$BIN" ] || die "$BIN missing (build with: cargo build --release -p keyshift)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+WORK=$(mktemp -d /tmp/ks-bench.XXXXXX)
+CLUSTER=$WORK/keyshift.toml
+GATE_PORT=$(free_port)
+API_PORT=$(free_port)
+DB_USER=sb
+DB_PASS=sb-pw
+GATE_USER=app
+GATE_PASS=app-pw
+
+cleanup() {
+  "$BIN" --cluster "$CLUSTER" down >/dev/null 2>&1 || true
+  if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else say "kept $WORK"; fi
+}
+trap cleanup EXIT
+
+cat >"$CLUSTER" <<EOF
+data_dir = "data"
+topo = "file"
+cell = "bench"
+
+[gate]
+listen = "127.0.0.1:$GATE_PORT"
+
+[[gate.user]]
+name = "$GATE_USER"
+password = "$GATE_PASS"
+
+[api]
+listen = "127.0.0.1:$API_PORT"
+
+[[keyspace]]
+name = "sbplain"
+
+[[keyspace]]
+name = "sbshard"
+shards = ["-80", "80-"]
+EOF
+
+say "== keyshift up --detach ($WORK)"
+"$BIN" --cluster "$CLUSTER" up --detach >&2
+
+# keyspace shard -> the tablet's unix socket (root there needs no password).
+tablets_json=$("$BIN" --cluster "$CLUSTER" tablet list --format json)
+socket_of() {
+  local alias
+  alias=$(printf '%s' "$tablets_json" | python3 -c '
+import json, sys
+ks, shard = sys.argv[1], sys.argv[2]
+for t in json.load(sys.stdin):
+    if t["keyspace"] == ks and t["shard"] == shard:
+        print(t["alias"]); break' "$1" "$2")
+  [ -n "$alias" ] || die "no tablet for $1/$2"
+  local dir=$WORK/data/tablets/$alias
+  local sock=$dir/mysqld.sock
+  if [ ! -S "$sock" ]; then
+    # Long datadir paths put the socket under /tmp instead.
+    sock=$(grep -ao -- '--socket=[^ ]*' "$dir"/*.pid 2>/dev/null | head -1 | cut -d= -f2 || true)
+    [ -S "$sock" ] || sock=$(ls -1 /tmp/keyshift-*.sock 2>/dev/null | head -1)
+  fi
+  [ -S "$sock" ] || die "no socket for tablet $alias of $1/$2"
+  printf '%s' "$sock"
+}
+port_of() {
+  printf '%s' "$tablets_json" | python3 -c '
+import json, sys
+for t in json.load(sys.stdin):
+    if t["keyspace"] == sys.argv[1] and t["shard"] == sys.argv[2]:
+        print(t["port"]); break' "$1" "$2"
+}
+
+PLAIN_SOCK=$(socket_of sbplain 0)
+PLAIN_PORT=$(port_of sbplain 0)
+S1_SOCK=$(socket_of sbshard -80)
+S1_PORT=$(port_of sbshard -80)
+S2_SOCK=$(socket_of sbshard 80-)
+
+root_sql() { mariadb --no-defaults -uroot -S "$1" "${@:2}"; }
+for sock in "$PLAIN_SOCK" "$S1_SOCK" "$S2_SOCK"; do
+  root_sql "$sock" -e "CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
+                       GRANT ALL ON *.* TO '$DB_USER'@'127.0.0.1';"
+done
+root_sql "$S1_SOCK" -e "CREATE DATABASE IF NOT EXISTS sbfull"
+
+sb_common=(--tables="$TABLES" --table-size="$TABLE_SIZE" --mysql-host=127.0.0.1)
+
+say "== loading $TABLES x $TABLE_SIZE rows into sbplain (sysbench prepare, direct)"
+sysbench oltp_read_write "${sb_common[@]}" --mysql-port="$PLAIN_PORT" \
+  --mysql-user="$DB_USER" --mysql-password="$DB_PASS" --mysql-db=sbplain prepare >/dev/null
+
+tables=""
+for i in $(seq 1 "$TABLES"); do tables="$tables sbtest$i"; done
+
+say "== the same rows into sbfull on the -80 server (the sharded case's 'direct')"
+# shellcheck disable=SC2086
+mariadb-dump --no-defaults -uroot -S "$PLAIN_SOCK" --single-transaction sbplain $tables |
+  root_sql "$S1_SOCK" sbfull
+
+say "== sbshard: tables on each shard, VSchema, rows through the gate"
+# shellcheck disable=SC2086
+ddl=$(mariadb-dump --no-defaults -uroot -S "$PLAIN_SOCK" --no-data --compact sbplain $tables |
+  sed -e 's/ AUTO_INCREMENT=[0-9]*//')
+for sock in "$S1_SOCK" "$S2_SOCK"; do
+  printf '%s\n' "$ddl" | root_sql "$sock" sbshard
+done
+vschema=$(python3 -c '
+import json, sys
+n = int(sys.argv[1])
+print(json.dumps({"sharded": True, "vindexes": {"hash": {"type": "hash"}},
+  "tables": {f"sbtest{i}": {"column_vindexes": [{"column": "id", "name": "hash"}]} for i in range(1, n + 1)}}))' "$TABLES")
+"$BIN" --cluster "$CLUSTER" vschema apply sbshard --json "$vschema" >&2
+sleep 1
+# shellcheck disable=SC2086
+mariadb-dump --no-defaults -uroot -S "$PLAIN_SOCK" --single-transaction --no-create-info \
+  --complete-insert --compact --skip-tz-utc sbplain $tables |
+  mariadb --no-defaults -h127.0.0.1 -P"$GATE_PORT" -u"$GATE_USER" -p"$GATE_PASS" sbshard
+for i in $(seq 1 "$TABLES"); do
+  got=$(mariadb --no-defaults -N -h127.0.0.1 -P"$GATE_PORT" -u"$GATE_USER" -p"$GATE_PASS" sbshard \
+    -e "SELECT COUNT(*) FROM sbtest$i")
+  [ "$got" = "$TABLE_SIZE" ] || die "sbshard.sbtest$i has $got rows through the gate, not $TABLE_SIZE"
+done
+for sock in "$S1_SOCK" "$S2_SOCK"; do
+  say "   shard rows: $(root_sql "$sock" -N sbshard -e 'SELECT COUNT(*) FROM sbtest1') of $TABLE_SIZE in sbtest1"
+done
+
+# run <workload> <port> <user> <pass> <db> -> "tps p95 errors"
+run() {
+  local out
+  out=$(sysbench "$1" "${sb_common[@]}" --threads="$THREADS" --time="$TIME" \
+    --db-ps-mode=auto --report-interval=0 --percentile=95 \
+    --mysql-port="$2" --mysql-user="$3" --mysql-password="$4" --mysql-db="$5" run 2>&1) || {
+    say "$out"
+    die "sysbench $1 on port $2 ($5) failed"
+  }
+  local tps p95 err
+  tps=$(printf '%s\n' "$out" | sed -n 's/.*transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p')
+  p95=$(printf '%s\n' "$out" | sed -n 's/.*95th percentile: *\([0-9.]*\).*/\1/p')
+  err=$(printf '%s\n' "$out" | sed -n 's/.*ignored errors: *\([0-9]*\).*/\1/p')
+  printf '%s %s %s\n' "$tps" "$p95" "$err"
+}
+
+declare -A TPS P95 ERR
+record() { # key tps p95 err
+  TPS[$1]="${TPS[$1]:-} $2"
+  P95[$1]="${P95[$1]:-} $3"
+  ERR[$1]=$(( ${ERR[$1]:-0} + $4 ))
+}
+
+for w in $WORKLOADS; do
+  for kind in unsharded sharded; do
+    if [ "$kind" = unsharded ]; then
+      direct=("$PLAIN_PORT" "$DB_USER" "$DB_PASS" sbplain)
+      gate=("$GATE_PORT" "$GATE_USER" "$GATE_PASS" sbplain)
+    else
+      direct=("$S1_PORT" "$DB_USER" "$DB_PASS" sbfull)
+      gate=("$GATE_PORT" "$GATE_USER" "$GATE_PASS" sbshard)
+    fi
+    for r in $(seq 1 "$ROUNDS"); do
+      # Alternate who goes first, so that drift (buffer pool warming, page
+      # flushing) does not favour one side.
+      if [ $((r % 2)) = 1 ]; then order="direct gate"; else order="gate direct"; fi
+      for side in $order; do
+        if [ "$side" = direct ]; then res=$(run "$w" "${direct[@]}"); else res=$(run "$w" "${gate[@]}"); fi
+        # shellcheck disable=SC2086
+        set -- $res
+        say "   $w $kind round $r $side: tps $1 p95 ${2}ms ignored errors $3"
+        record "$w/$kind/$side" "$1" "$2" "$3"
+      done
+    done
+  done
+done
+
+mean() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(f"{sum(v)/len(v):.1f}")' "$@"; }
+mean2() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(f"{sum(v)/len(v):.2f}")' "$@"; }
+ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}")' "$1" "$2"; }
+
+table=$(
+  printf '| workload | keyspace | direct TPS | gate TPS | gate/direct | direct p95 ms | gate p95 ms | ignored errors (direct/gate) |\n'
+  printf '|---|---|---:|---:|---:|---:|---:|---|\n'
+  for w in $WORKLOADS; do
+    for kind in unsharded sharded; do
+      # shellcheck disable=SC2086
+      dt=$(mean ${TPS[$w/$kind/direct]}); gt=$(mean ${TPS[$w/$kind/gate]})
+      # shellcheck disable=SC2086
+      dp=$(mean2 ${P95[$w/$kind/direct]}); gp=$(mean2 ${P95[$w/$kind/gate]})
+      printf '| %s | %s | %s | %s | **%s** | %s | %s | %s/%s |\n' "$w" "$kind" "$dt" "$gt" "$(ratio "$gt" "$dt")" \
+        "$dp" "$gp" "${ERR[$w/$kind/direct]}" "${ERR[$w/$kind/gate]}"
+    done
+  done
+)
+rounds=$(
+  for w in $WORKLOADS; do
+    for kind in unsharded sharded; do
+      printf -- '- %s %s: direct TPS%s; gate TPS%s\n' "$w" "$kind" "${TPS[$w/$kind/direct]}" "${TPS[$w/$kind/gate]}"
+    done
+  done
+)
+target=""
+if [[ " $WORKLOADS " == *" oltp_read_write "* ]]; then
+  # shellcheck disable=SC2086
+  r=$(ratio "$(mean ${TPS[oltp_read_write/unsharded/gate]})" "$(mean ${TPS[oltp_read_write/unsharded/direct]})")
+  if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.85 else 1)' "$r"; then
+    target="Target (oltp_read_write unsharded ≥ 0.85× direct): **met** ($r×)."
+  else
+    target="Target (oltp_read_write unsharded ≥ 0.85× direct): **not met** ($r×)."
+  fi
+fi
+
+cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
+machine="$(nproc) CPUs ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr); $(mariadbd --version 2>/dev/null | sed 's/^.*Ver //'); $(sysbench --version). Load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg). sysbench, the gate and the servers share these CPUs."
+summary=$(cat <<EOF
+## Run of $(date -u '+%Y-%m-%d %H:%M UTC')
+
+Machine: $machine
+
+Command: \`$ENV_LINE $COMMAND\` (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', with uncommitted changes'))
+
+sysbench: $THREADS threads, $TIME s per run, $ROUNDS rounds per side alternating, $TABLES tables × $TABLE_SIZE rows,
+\`--db-ps-mode=auto\`, TCP to 127.0.0.1. Means over the rounds.
+Unsharded: direct = the sbplain tablet's own server. Sharded (2 shards, hash on id): direct = ONE server
+(the -80 tablet's) holding ALL rows in database sbfull.
+
+$table
+
+$target
+
+Per round:
+$rounds
+EOF
+)
+printf '\n%s\n' "$summary"
+if [ -n "$RESULTS" ]; then
+  if [ ! -f "$RESULTS" ]; then
+    printf '# Gate benchmark results\n\nWritten by bench/gate/gate.sh (newest first below this line).\n' >"$RESULTS"
+  fi
+  python3 - "$RESULTS" "$summary" <<'PY'
+import sys
+path, new = sys.argv[1], sys.argv[2]
+text = open(path).read()
+marker = "(newest first below this line).\n"
+i = text.find(marker)
+if i < 0:
+    text = text.rstrip("\n") + "\n\n" + new + "\n"
+else:
+    i += len(marker)
+    text = text[:i] + "\n" + new + "\n" + text[i:]
+open(path, "w").write(text)
+PY
+  say "results written to $RESULTS"
+fi
