@@ -4,6 +4,7 @@
 mod commands;
 mod node;
 mod output;
+mod workflow;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -86,6 +87,9 @@ enum Command {
     /// Get and apply the routing rules.
     #[command(subcommand, name = "routing-rules")]
     RoutingRules(commands::RoutingCmd),
+    /// Create, follow and operate data-motion workflows.
+    #[command(subcommand)]
+    Workflow(workflow::WorkflowCmd),
     /// Map a value through a vindex: the keyspace id and the shard of each
     /// sharded keyspace that holds it.
     Vindex {
@@ -143,6 +147,10 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Workflow commands print their own message and pick the code.
+        Err(e) if e.downcast_ref::<workflow::Exit>().is_some() => {
+            ExitCode::from(e.downcast_ref::<workflow::Exit>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("error: {}", output::error_chain(&e));
             ExitCode::FAILURE
@@ -161,6 +169,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Tablet(cmd) => commands::tablet(&cluster, cmd).await,
         Command::Vschema(cmd) => commands::vschema(&cluster, cmd).await,
         Command::RoutingRules(cmd) => commands::routing_rules(&cluster, cmd).await,
+        Command::Workflow(cmd) => workflow::run(&cluster, cmd).await,
         Command::Vindex {
             kind,
             value,

@@ -178,6 +178,9 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
                 .context("starting the gate (every server started so far was stopped)");
         }
     };
+    // Workflows after the gate: a stream never starts on a node that failed
+    // to come up.
+    let workflows = keyshift_workflow::Controller::spawn(topo.clone(), cancel.clone());
     let info = NodeInfo {
         pid: std::process::id(),
         started_at: keyshift_cluster::model::now_unix(),
@@ -199,6 +202,7 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
     wait_for_shutdown_signal().await;
     eprintln!("stopping...");
     cancel.cancel();
+    workflows.join().await;
     gate.join().await;
     runner.join().await;
     let _ = std::fs::remove_file(ready_path(&data_dir));
@@ -338,12 +342,21 @@ pub async fn down(cluster: &Path, timeout: Duration) -> Result<()> {
     )
     .with_context(|| format!("signalling keyshift (pid {pid})"))?;
     let deadline = Instant::now() + timeout;
+    // The lock is released just before the process exits; wait for both, so
+    // that when `down` returns nothing of the node is left.
+    let alive = || {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+    };
     while Instant::now() < deadline {
-        if try_lock(&data_dir)?.is_some() {
+        if try_lock(&data_dir)?.is_some() && !alive() {
             println!("keyshift stopped (pid {pid})");
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     bail!(
         "keyshift (pid {pid}) is still stopping after {timeout:?}; see {}",

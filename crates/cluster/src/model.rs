@@ -10,6 +10,7 @@
 //! /routing_rules                    keyshift_vschema::RoutingRules
 //! /gate/users/{name}                GateUserRecord
 //! /cluster/next_uid                 u32, the next tablet uid to hand out
+//! /workflows/{name}                 keyshift_workflow::Workflow
 //! ```
 
 use keyshift_types::{KeyRange, TabletAlias};
@@ -23,6 +24,7 @@ pub mod keys {
     pub const ROUTING_RULES: &str = "/routing_rules";
     pub const GATE_USERS: &str = "/gate/users/";
     pub const NEXT_UID: &str = "/cluster/next_uid";
+    pub const WORKFLOWS: &str = "/workflows/";
 
     pub fn keyspace_dir(ks: &str) -> String {
         format!("/keyspaces/{ks}/")
@@ -44,6 +46,9 @@ pub mod keys {
     }
     pub fn gate_user(name: &str) -> String {
         format!("/gate/users/{name}")
+    }
+    pub fn workflow(name: &str) -> String {
+        format!("/workflows/{name}")
     }
 }
 

@@ -1,0 +1,433 @@
+//! `keyshift workflow ...`: a thin shell over `keyshift_workflow`, which the
+//! API calls too. Exit codes: 0 ok, 1 error, 2 validation findings, 3 action
+//! not allowed in the current state, 4 no such workflow, 5 `--wait-for`
+//! ended in `error` or timed out.
+
+use crate::Format;
+use crate::commands;
+use crate::output::{print_json, table};
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use keyshift_workflow::{
+    CreateRequest, OnDdl, Options, State, Trigger, ValidationReport, Workflow, WorkflowError,
+};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// An error that carries its exit code up to `main`.
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+impl std::error::Error for Exit {}
+
+#[derive(Subcommand)]
+pub enum WorkflowCmd {
+    /// Validate and create a MoveTables workflow.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        source_keyspace: String,
+        #[arg(long)]
+        target_keyspace: String,
+        #[arg(long, value_delimiter = ',', required_unless_present = "all_tables")]
+        tables: Vec<String>,
+        #[arg(long, conflicts_with = "tables")]
+        all_tables: bool,
+        #[arg(long, value_delimiter = ',', requires = "all_tables")]
+        exclude_tables: Vec<String>,
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        defer_secondary_keys: bool,
+        #[arg(long, default_value = "stop")]
+        on_ddl: OnDdl,
+        #[arg(long)]
+        stop_after_copy: bool,
+        /// Only run the pre-checks.
+        #[arg(long)]
+        validate_only: bool,
+        /// Rows per copy batch.
+        #[arg(long, default_value_t = 10_000)]
+        copy_batch_rows: usize,
+        /// How long one copy snapshot stays open.
+        #[arg(long, default_value = "1h", value_parser = crate::humantime_secs)]
+        copy_cycle: Duration,
+        /// Transient stream failures retried before the workflow goes to error.
+        #[arg(long, default_value_t = 5)]
+        max_retries: u32,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Every workflow with its state.
+    List {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// A workflow's state, progress, streams and allowed actions.
+    Show {
+        name: String,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Wait (with progress bars) until the workflow reaches this state.
+        #[arg(long)]
+        wait_for: Option<State>,
+        /// With --wait-for running: also wait until every stream's lag is 0.
+        #[arg(long, requires = "wait_for")]
+        caught_up: bool,
+        #[arg(long, default_value = "300s", value_parser = crate::humantime_secs)]
+        timeout: Duration,
+    },
+    /// Stop the streams; `start` resumes from committed progress.
+    Stop { name: String },
+    /// Resume a stopped workflow.
+    Start { name: String },
+    /// Resume a workflow in error from committed progress.
+    Retry { name: String },
+}
+
+fn exit_for(e: &WorkflowError) -> u8 {
+    match e {
+        WorkflowError::Invalid(_) => 2,
+        WorkflowError::NotAllowed { .. } => 3,
+        WorkflowError::NotFound(_) => 4,
+        _ => 1,
+    }
+}
+
+/// Prints the error and turns it into its exit code.
+fn fail(e: WorkflowError) -> anyhow::Error {
+    let code = exit_for(&e);
+    match &e {
+        WorkflowError::Invalid(r) => print_findings(r),
+        _ => eprintln!("error: {e}"),
+    }
+    anyhow::Error::new(Exit(code))
+}
+
+fn print_findings(r: &ValidationReport) {
+    eprintln!("validation found {} problem(s):", r.findings.len());
+    for f in &r.findings {
+        eprintln!(
+            "  [{}] {}: {}\n      fix: {}",
+            f.check,
+            f.table.as_deref().unwrap_or("-"),
+            f.problem,
+            f.fix
+        );
+    }
+}
+
+pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
+    let ctx = commands::open(cluster).await?;
+    let topo = ctx.topo.as_ref();
+    match cmd {
+        WorkflowCmd::Create {
+            name,
+            source_keyspace,
+            target_keyspace,
+            tables,
+            all_tables,
+            exclude_tables,
+            defer_secondary_keys,
+            on_ddl,
+            stop_after_copy,
+            validate_only,
+            copy_batch_rows,
+            copy_cycle,
+            max_retries,
+            format,
+        } => {
+            let req = CreateRequest {
+                name,
+                source_keyspace,
+                target_keyspace,
+                tables,
+                all_tables,
+                exclude_tables,
+                options: Options {
+                    defer_secondary_keys,
+                    on_ddl,
+                    stop_after_copy,
+                    copy_batch_rows,
+                    copy_cycle_ms: copy_cycle.as_millis() as u64,
+                    max_transient_retries: max_retries,
+                },
+                by: Trigger::Cli,
+            };
+            if validate_only {
+                let r = keyshift_workflow::validate_only(topo, &req)
+                    .await
+                    .map_err(fail)?;
+                if format == Format::Json {
+                    print_json(&r)?;
+                } else if r.ok() {
+                    println!(
+                        "validation passed: {} table(s): {}",
+                        r.tables.len(),
+                        r.tables.join(", ")
+                    );
+                }
+                if !r.ok() {
+                    if format == Format::Table {
+                        print_findings(&r);
+                    }
+                    return Err(Exit(2).into());
+                }
+                return Ok(());
+            }
+            match keyshift_workflow::create(topo, &req).await {
+                Ok(w) => {
+                    if format == Format::Json {
+                        print_json(&w)?;
+                    } else {
+                        println!(
+                            "created workflow {}: {} from {} to {} with {} stream(s); `keyshift workflow show {} --wait-for running` follows it",
+                            w.name,
+                            w.table_names().join(", "),
+                            w.source_keyspace,
+                            w.target_keyspace,
+                            w.streams.len(),
+                            w.name
+                        );
+                    }
+                    Ok(())
+                }
+                Err(WorkflowError::Invalid(r)) if format == Format::Json => {
+                    print_json(&r)?;
+                    Err(Exit(2).into())
+                }
+                Err(e) => Err(fail(e)),
+            }
+        }
+        WorkflowCmd::List { format } => {
+            let all = keyshift_workflow::list(topo).await.map_err(fail)?;
+            if format == Format::Json {
+                return print_json(&all);
+            }
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.name.clone(),
+                        w.kind.to_string(),
+                        format!("{} → {}", w.source_keyspace, w.target_keyspace),
+                        w.table_names().join(","),
+                        w.state.to_string(),
+                        lag_text(w),
+                    ]
+                })
+                .collect();
+            table(
+                &["NAME", "TYPE", "KEYSPACES", "TABLES", "STATE", "LAG"],
+                &rows,
+            );
+            Ok(())
+        }
+        WorkflowCmd::Show {
+            name,
+            format,
+            wait_for,
+            caught_up,
+            timeout,
+        } => {
+            let w = match wait_for {
+                Some(state) => wait(topo, &name, state, caught_up, timeout, format).await?,
+                None => keyshift_workflow::show(topo, &name).await.map_err(fail)?,
+            };
+            if format == Format::Json {
+                print_json(&ShowJson::from(&w))
+            } else {
+                print_show(&w);
+                Ok(())
+            }
+        }
+        WorkflowCmd::Stop { name } => {
+            action(keyshift_workflow::stop(topo, &name, Trigger::Cli).await)
+        }
+        WorkflowCmd::Start { name } => {
+            action(keyshift_workflow::start(topo, &name, Trigger::Cli).await)
+        }
+        WorkflowCmd::Retry { name } => {
+            action(keyshift_workflow::retry(topo, &name, Trigger::Cli).await)
+        }
+    }
+}
+
+fn action(r: Result<Workflow, WorkflowError>) -> Result<()> {
+    let w = r.map_err(fail)?;
+    println!("workflow {}: {}", w.name, w.state);
+    Ok(())
+}
+
+fn lag_text(w: &Workflow) -> String {
+    w.max_lag()
+        .map(|l| format!("{l}s"))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The record plus what is derived for display.
+#[derive(serde::Serialize)]
+struct ShowJson<'a> {
+    #[serde(flatten)]
+    workflow: &'a Workflow,
+    allowed_actions: Vec<String>,
+    max_lag_seconds: Option<u64>,
+}
+
+impl<'a> From<&'a Workflow> for ShowJson<'a> {
+    fn from(w: &'a Workflow) -> Self {
+        ShowJson {
+            workflow: w,
+            allowed_actions: w.allowed_actions().iter().map(|a| a.to_string()).collect(),
+            max_lag_seconds: w.max_lag(),
+        }
+    }
+}
+
+fn print_show(w: &Workflow) {
+    println!("workflow   {} ({})", w.name, w.kind);
+    println!("keyspaces  {} → {}", w.source_keyspace, w.target_keyspace);
+    println!("state      {} (desired {:?})", w.state, w.desired);
+    if let Some(e) = &w.error {
+        println!("error      {e}");
+    }
+    let allowed: Vec<String> = w.allowed_actions().iter().map(|a| a.to_string()).collect();
+    println!(
+        "actions    {}",
+        if allowed.is_empty() {
+            "none".into()
+        } else {
+            allowed.join(", ")
+        }
+    );
+    println!();
+    let rows: Vec<Vec<String>> = w
+        .table_progress
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                t.rows_copied.to_string(),
+                t.estimated_rows.to_string(),
+                format!("{:.1}%", t.percent),
+                t.eta_seconds
+                    .map(|s| format!("{s}s"))
+                    .unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        let names: Vec<Vec<String>> = w
+            .tables
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "0.0%".into(),
+                    "-".into(),
+                ]
+            })
+            .collect();
+        table(&["TABLE", "COPIED", "ESTIMATED", "PERCENT", "ETA"], &names);
+    } else {
+        table(&["TABLE", "COPIED", "ESTIMATED", "PERCENT", "ETA"], &rows);
+    }
+    println!();
+    let streams: Vec<Vec<String>> = w
+        .streams
+        .iter()
+        .map(|s| {
+            vec![
+                format!("{} → {}", s.source_shard, s.target_shard),
+                if s.state.is_empty() {
+                    "-".into()
+                } else {
+                    s.state.clone()
+                },
+                s.position.clone().unwrap_or_else(|| "-".into()),
+                s.lag_seconds
+                    .map(|l| format!("{l}s"))
+                    .unwrap_or_else(|| "-".into()),
+                s.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &["STREAM", "STATE", "POSITION", "LAG", "LAST ERROR"],
+        &streams,
+    );
+}
+
+/// Polls the record until it reaches `state` (and, with `caught_up`, lag
+/// 0), drawing a progress bar per table on a terminal.
+async fn wait(
+    topo: &dyn keyshift_topo::Topo,
+    name: &str,
+    state: State,
+    caught_up: bool,
+    timeout: Duration,
+    format: Format,
+) -> Result<Workflow> {
+    use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bars = MultiProgress::with_draw_target(if format == Format::Table {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template("{prefix:>16} [{bar:40}] {pos}/{len} rows {msg}")
+        .context("building the progress bar style")?
+        .progress_chars("=> ");
+    let mut per_table: std::collections::HashMap<String, ProgressBar> = Default::default();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let w = keyshift_workflow::show(topo, name).await.map_err(fail)?;
+        for t in &w.table_progress {
+            let bar = per_table.entry(t.name.clone()).or_insert_with(|| {
+                let b = bars.add(ProgressBar::new(t.estimated_rows.max(1)));
+                b.set_style(style.clone());
+                b.set_prefix(t.name.clone());
+                b
+            });
+            bar.set_length(t.estimated_rows.max(t.rows_scanned).max(1));
+            bar.set_position(t.rows_scanned);
+            bar.set_message(match (t.done, t.eta_seconds) {
+                (true, _) => "done".to_string(),
+                (false, Some(s)) => format!("{:.1}% eta {s}s", t.percent),
+                (false, None) => format!("{:.1}%", t.percent),
+            });
+        }
+        let reached = w.state == state && (!caught_up || w.max_lag() == Some(0));
+        if reached {
+            for b in per_table.values() {
+                b.finish();
+            }
+            return Ok(w);
+        }
+        if w.state == State::Error && state != State::Error {
+            for b in per_table.values() {
+                b.abandon();
+            }
+            eprintln!(
+                "error: workflow {name} is in error: {}",
+                w.error.as_deref().unwrap_or("(no reason recorded)")
+            );
+            return Err(Exit(5).into());
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "error: workflow {name} did not reach {state}{} within {timeout:?} (now {}, lag {})",
+                if caught_up { " with lag 0" } else { "" },
+                w.state,
+                lag_text(&w)
+            );
+            return Err(Exit(5).into());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
