@@ -28,8 +28,13 @@ use crate::proto::{
 pub type ClientWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Capabilities the gate offers. No SSL, no compression, no multi-statements,
-/// no session tracking (so OK packets keep the classic shape), no FOUND_ROWS
-/// (pooled backend connections could not honour it per client).
+/// no session tracking (so OK packets keep the classic shape).
+///
+/// FOUND_ROWS is offered because JDBC and mysql_async ask for it: backend
+/// connections are pooled without it, and the executor turns the backend's
+/// "Rows matched" into the affected-row count for clients that negotiated it.
+/// (`INSERT ... ON DUPLICATE KEY UPDATE` that changes nothing still reports
+/// 0, not 1, to such clients; the OK packet does not carry the difference.)
 pub fn server_capabilities() -> CapabilityFlags {
     CapabilityFlags::CLIENT_LONG_PASSWORD
         | CapabilityFlags::CLIENT_LONG_FLAG
@@ -42,6 +47,7 @@ pub fn server_capabilities() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
         | CapabilityFlags::CLIENT_DEPRECATE_EOF
+        | CapabilityFlags::CLIENT_FOUND_ROWS
 }
 
 /// Bits of the status word that describe the session and so come from the

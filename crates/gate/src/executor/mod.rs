@@ -124,7 +124,10 @@ impl ExecutorFactory {
 #[async_trait]
 impl HandlerFactory for ExecutorFactory {
     async fn create(&self, info: &SessionInfo) -> Result<Box<dyn SessionHandler>, GateError> {
-        let mut s = Session::new(self.shared.clone());
+        let found_rows = info
+            .capabilities
+            .contains(crate::proto::CapabilityFlags::CLIENT_FOUND_ROWS);
+        let mut s = Session::new(self.shared.clone(), found_rows);
         if let Some(db) = &info.db {
             // MySQL refuses an unknown database at connect time; so do we
             s.init_db(db).await?;

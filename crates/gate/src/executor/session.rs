@@ -94,6 +94,11 @@ pub struct Session {
     last_insert_id: u64,
     /// The tablet the last statement ran on (SHOW WARNINGS asks it).
     last_tablet: Option<u64>,
+    /// The client asked for CLIENT_FOUND_ROWS: UPDATEs report the rows
+    /// they matched, not the rows they changed. Backend connections are
+    /// shared, so they never use the flag; the count comes from the
+    /// backend's "Rows matched" info instead.
+    found_rows: bool,
 }
 
 fn route_err(e: RouteError) -> GateError {
@@ -119,6 +124,15 @@ fn backend_err(keyspace: &str, shard: &str, e: BackendError) -> GateError {
             )
         }
     }
+}
+
+/// The N of MySQL's UPDATE info "Rows matched: N  Changed: M  Warnings: W".
+fn rows_matched(info: &str) -> Option<u64> {
+    let rest = info.strip_prefix("Rows matched:")?.trim_start();
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
 }
 
 fn placeholders(n: usize) -> Vec<Column> {
@@ -159,7 +173,7 @@ fn shortcut(topo: &Topology, plan: &Plan, sql: &str) -> Shortcut {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>) -> Session {
+    pub(crate) fn new(shared: Arc<Shared>, found_rows: bool) -> Session {
         Session {
             shared,
             keyspace: None,
@@ -173,6 +187,16 @@ impl Session {
             stmts: HashMap::new(),
             last_insert_id: 0,
             last_tablet: None,
+            found_rows,
+        }
+    }
+
+    /// Affected rows as this client counts them.
+    fn affected(&self, res: &QueryResult) -> u64 {
+        if self.found_rows {
+            rows_matched(&res.info).unwrap_or(res.affected_rows)
+        } else {
+            res.affected_rows
         }
     }
 
@@ -394,7 +418,7 @@ impl Session {
             return out
                 .write_ok(
                     0,
-                    res.affected_rows,
+                    self.affected(&res),
                     res.last_insert_id,
                     self.status_flags(),
                     res.warnings,
@@ -568,7 +592,7 @@ impl Session {
                 let results = self
                     .write_on_shards(topo, &b.keyspace, b.tablet_type, &parts)
                     .await?;
-                let affected = results.iter().map(|r| r.affected_rows).sum();
+                let affected = results.iter().map(|r| self.affected(r)).sum();
                 let warnings = results
                     .iter()
                     .map(|r| r.warnings)
@@ -1047,6 +1071,16 @@ impl SessionHandler for Session {
 #[cfg(test)]
 mod tests {
     use super::like;
+
+    #[test]
+    fn matched_rows_from_update_info() {
+        assert_eq!(
+            super::rows_matched("Rows matched: 27  Changed: 22  Warnings: 0"),
+            Some(27)
+        );
+        assert_eq!(super::rows_matched(""), None);
+        assert_eq!(super::rows_matched("Records: 3  Duplicates: 0"), None);
+    }
 
     #[test]
     fn like_patterns() {

@@ -266,3 +266,97 @@ impl Routing {
             .is_ok_and(|r| r.is_ok())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyshift_vschema::KeyspaceVSchema;
+
+    fn tablet(uid: u32, shard: &str, port: u16, role: TabletRole) -> TabletRecord {
+        TabletRecord {
+            alias: keyshift_types::TabletAlias::new("t", uid),
+            keyspace: "ks".into(),
+            shard: shard.into(),
+            role,
+            database: "ks".into(),
+            host: "127.0.0.1".into(),
+            port,
+            user: "u".into(),
+            password: "p".into(),
+            managed: None,
+            socket: None,
+        }
+    }
+
+    fn input(tablets: Vec<TabletRecord>, primary_hi: Option<&str>) -> TopologyInput {
+        TopologyInput {
+            keyspaces: vec![KeyspaceSpec {
+                name: "ks".into(),
+                sharded: true,
+                shards: vec!["-80".into(), "80-".into()],
+                vschema: KeyspaceVSchema {
+                    sharded: true,
+                    ..KeyspaceVSchema::default()
+                },
+            }],
+            rules: RoutingRules::default(),
+            shards: vec![
+                ShardInput {
+                    keyspace: "ks".into(),
+                    shard: "-80".into(),
+                    primary: Some("t-0000000001".into()),
+                },
+                ShardInput {
+                    keyspace: "ks".into(),
+                    shard: "80-".into(),
+                    primary: primary_hi.map(str::to_string),
+                },
+            ],
+            tablets,
+        }
+    }
+
+    #[test]
+    fn pools_survive_rebuilds_unless_the_tablet_changed() {
+        let mut b = TopologyBuilder::new(BackendSettings::default());
+        let t1 = tablet(1, "-80", 1001, TabletRole::Primary);
+        let t2 = tablet(2, "80-", 1002, TabletRole::Primary);
+        let t3 = tablet(3, "-80", 1003, TabletRole::Replica);
+        let a = b
+            .build(input(
+                vec![t1.clone(), t2.clone(), t3.clone()],
+                Some("t-0000000002"),
+            ))
+            .expect("build");
+        let p = |t: &Topology, shard: &str, tt| t.tablet("ks", shard, tt).map(|x| x.id);
+        let (lo, hi) = (
+            p(&a, "-80", TabletType::Primary).expect("lo"),
+            p(&a, "80-", TabletType::Primary).expect("hi"),
+        );
+        let replica = p(&a, "-80", TabletType::Replica).expect("replica");
+        assert_ne!(replica, lo, "replica traffic goes to the replica");
+        assert_eq!(
+            p(&a, "80-", TabletType::Replica).ok(),
+            Some(hi),
+            "no replica: the primary serves"
+        );
+        // a rebuild with one tablet moved to another port, the other kept
+        let mut t2b = t2.clone();
+        t2b.port = 2002;
+        let c = b
+            .build(input(vec![t1.clone(), t2b, t3], Some("t-0000000002")))
+            .expect("build");
+        assert_eq!(p(&c, "-80", TabletType::Primary).ok(), Some(lo));
+        let hi2 = p(&c, "80-", TabletType::Primary).expect("hi");
+        assert_ne!(hi2, hi);
+        assert!(!Arc::ptr_eq(a.snapshot(), c.snapshot()));
+        // a shard whose primary is gone
+        let d = b.build(input(vec![t1], None)).expect("build");
+        let e = d
+            .tablet("ks", "80-", TabletType::Primary)
+            .err()
+            .expect("no primary");
+        assert_eq!(e.code, 1105);
+        assert_eq!(e.message, "keyspace ks shard 80- has no serving primary");
+    }
+}
