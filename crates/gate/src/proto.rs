@@ -590,73 +590,15 @@ pub fn read_binary_value(
     ty: ColumnType,
     unsigned: bool,
 ) -> Result<Value, Malformed> {
-    use ColumnType::*;
-    Ok(match ty {
-        MYSQL_TYPE_NULL => Value::NULL,
-        MYSQL_TYPE_TINY => {
-            let b = r.u8()?;
-            if unsigned {
-                Value::UInt(b as u64)
-            } else {
-                Value::Int(b as i8 as i64)
-            }
+    // Binary result rows use the parameter encoding of COM_STMT_EXECUTE, so
+    // one decoder serves both directions.
+    crate::params::read_param(r, ty, unsigned).map(|value| {
+        crate::params::Param {
+            column_type: ty,
+            unsigned,
+            value,
         }
-        MYSQL_TYPE_SHORT | MYSQL_TYPE_YEAR => {
-            let b = r.u16()?;
-            if unsigned {
-                Value::UInt(b as u64)
-            } else {
-                Value::Int(b as i16 as i64)
-            }
-        }
-        MYSQL_TYPE_LONG | MYSQL_TYPE_INT24 => {
-            let b = r.u32()?;
-            if unsigned {
-                Value::UInt(b as u64)
-            } else {
-                Value::Int(b as i32 as i64)
-            }
-        }
-        MYSQL_TYPE_LONGLONG => {
-            let b = r.u64()?;
-            if unsigned {
-                Value::UInt(b)
-            } else {
-                Value::Int(b as i64)
-            }
-        }
-        MYSQL_TYPE_FLOAT => Value::Float(f32::from_bits(r.u32()?)),
-        MYSQL_TYPE_DOUBLE => Value::Double(f64::from_bits(r.u64()?)),
-        MYSQL_TYPE_DATE
-        | MYSQL_TYPE_DATETIME
-        | MYSQL_TYPE_TIMESTAMP
-        | MYSQL_TYPE_NEWDATE
-        | MYSQL_TYPE_DATETIME2
-        | MYSQL_TYPE_TIMESTAMP2 => {
-            let n = r.u8()? as usize;
-            let b = r.take(n)?;
-            let g = |i: usize| b.get(i).copied().unwrap_or(0);
-            let y = u16::from_le_bytes([g(0), g(1)]);
-            let us = if n >= 11 {
-                u32::from_le_bytes([g(7), g(8), g(9), g(10)])
-            } else {
-                0
-            };
-            Value::Date(y, g(2), g(3), g(4), g(5), g(6), us)
-        }
-        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => {
-            let n = r.u8()? as usize;
-            let b = r.take(n)?;
-            let g = |i: usize| b.get(i).copied().unwrap_or(0);
-            let days = u32::from_le_bytes([g(1), g(2), g(3), g(4)]);
-            let us = if n >= 12 {
-                u32::from_le_bytes([g(8), g(9), g(10), g(11)])
-            } else {
-                0
-            };
-            Value::Time(g(0) != 0, days, g(5), g(6), g(7), us)
-        }
-        _ => Value::Bytes(r.lenenc_str()?.to_vec()),
+        .to_value()
     })
 }
 
