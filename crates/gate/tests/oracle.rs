@@ -1821,3 +1821,133 @@ async fn generator_is_deterministic_on_plain_mariadb() -> anyhow::Result<()> {
     report(&o);
     Ok(())
 }
+
+/// Regressions found by the oracle's author: SELECT modifiers on scatter
+/// queries, `UPDATE ... ORDER BY ... LIMIT` on a sharded table, and merges
+/// of accented text under `utf8mb4_general_ci` (`Émile` = `emile`, `Zoë` =
+/// `zoe`), each against one plain MariaDB, text and prepared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modifiers_update_limit_and_accents_match_one_mariadb() -> anyhow::Result<()> {
+    let (cluster, reference) = tokio::join!(TestCluster::start(SHARDS), TestMysqld::start());
+    let (cluster, reference) = (cluster?, reference?);
+    cluster.on_shards(SHARDED_DDL).await?;
+    cluster.unsharded.exec(UNSHARDED_DDL).await?;
+    reference_schema(&reference).await?;
+    cluster.apply_vschema(UNSHARDED, COMMERCE_VSCHEMA).await?;
+    cluster.apply_vschema(SHARDED, CUSTOMER_VSCHEMA).await?;
+    let mut r = Conn::new(reference_opts(&reference)).await?;
+    let mut g = cluster.gate_conn(Some(SHARDED)).await?;
+    let names = [
+        "Émile", "emile", "Zoë", "zoe", "zoe ", "alpha", "Éa", "eb", "ZOË", "omega",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let sql = format!(
+            "INSERT INTO items (id, grp, name, price, qty, created) VALUES ({}, {}, '{n}', 1.00, {i}, '2024-01-01 00:00:00')",
+            i + 1,
+            i % 3
+        );
+        r.query_drop(&sql).await?;
+        g.query_drop(&sql).await?;
+        let sql = format!(
+            "INSERT INTO events (cid, seq, kind, val, amount, at) VALUES ({}, 1, 'k', 1, 1, '2024-01-01 00:00:00')",
+            i + 1
+        );
+        r.query_drop(&sql).await?;
+        g.query_drop(&sql).await?;
+    }
+    // Exact order: ties broken by the primary key.
+    let exact = [
+        "SELECT SQL_NO_CACHE id FROM items ORDER BY id",
+        "SELECT HIGH_PRIORITY SQL_BUFFER_RESULT id, name FROM items ORDER BY id LIMIT 3, 4",
+        "SELECT SQL_SMALL_RESULT grp FROM items GROUP BY grp ORDER BY grp",
+        "SELECT SQL_BIG_RESULT DISTINCTROW grp FROM items ORDER BY grp",
+        "SELECT STRAIGHT_JOIN i.id FROM items i JOIN events e ON i.id = e.cid ORDER BY i.id",
+        "SELECT SQL_CALC_FOUND_ROWS id FROM items WHERE id = 3",
+        "SELECT id FROM items ORDER BY name, id",
+        "SELECT id FROM items ORDER BY name DESC, id",
+        "SELECT COUNT(*) FROM items GROUP BY name ORDER BY COUNT(*)",
+    ];
+    // Which case or accent variant MariaDB returns is not specified: only
+    // compare the number of rows.
+    let counted = [
+        "SELECT DISTINCT name FROM items",
+        "SELECT name, COUNT(*) FROM items GROUP BY name",
+        "SELECT MIN(name), MAX(name) FROM items",
+    ];
+    let mut failures = Vec::new();
+    for prepared in [false, true] {
+        for sql in exact.iter().chain(counted.iter()) {
+            let q = Q {
+                prepared,
+                ..Q::read(*sql, vec![], Order::Exact)
+            };
+            let (a, b) = (run_one(&mut r, &q).await, run_one(&mut g, &q).await);
+            let ok = match (&a.outcome, &b.outcome) {
+                (Outcome::Rows { rows: x, .. }, Outcome::Rows { rows: y, .. })
+                    if counted.contains(sql) =>
+                {
+                    x.len() == y.len()
+                }
+                _ => same(&q, &a.outcome, &b.outcome),
+            };
+            if !ok {
+                failures.push(format!(
+                    "{} {sql}:\n    reference: {}\n    gate:      {}",
+                    if prepared { "prepared" } else { "text" },
+                    show(&a),
+                    show(&b)
+                ));
+            }
+        }
+        // MIN/MAX fold accents: the extremes are `alpha` and a `zoe`.
+        let q = Q {
+            prepared,
+            ..Q::read(
+                "SELECT MIN(name), MAX(name) FROM items",
+                vec![],
+                Order::Exact,
+            )
+        };
+        match run_one(&mut g, &q).await.outcome {
+            Outcome::Rows { rows, .. }
+                if rows.len() == 1
+                    && rows[0][0] == "alpha"
+                    && fold(&rows[0][1]).starts_with("zo") => {}
+            other => failures.push(format!("MIN/MAX: {other:?}")),
+        }
+        // Refusals: 1105 naming the table, not 1064.
+        for (sql, needle) in [
+            (
+                "UPDATE items SET qty = qty + 1 ORDER BY id LIMIT 2",
+                "items",
+            ),
+            ("SELECT SQL_CALC_FOUND_ROWS id FROM items", "FOUND_ROWS()"),
+        ] {
+            let res = if prepared {
+                g.exec_drop(sql, ()).await
+            } else {
+                g.query_drop(sql).await
+            };
+            match res {
+                Err(mysql_async::Error::Server(e))
+                    if e.code == 1105 && e.message.contains(needle) => {}
+                other => failures.push(format!("{sql}: expected 1105, got {other:?}")),
+            }
+        }
+    }
+    // Pinned to one shard, UPDATE ... ORDER BY ... LIMIT passes through.
+    let sql = "UPDATE items SET qty = qty + 1 WHERE id = 4 ORDER BY id LIMIT 1";
+    r.query_drop(sql).await?;
+    g.query_drop(sql).await?;
+    let q = Q::read(
+        "SELECT id, qty FROM items ORDER BY id",
+        vec![],
+        Order::Exact,
+    );
+    let (a, b) = (run_one(&mut r, &q).await, run_one(&mut g, &q).await);
+    if !same(&q, &a.outcome, &b.outcome) {
+        failures.push(format!("after UPDATE: {} vs {}", show(&a), show(&b)));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}

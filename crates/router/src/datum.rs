@@ -19,9 +19,10 @@ pub enum Datum {
     /// DECIMAL columns and the results of `SUM`/`AVG` over exact numbers, in
     /// MySQL's text form (`-12.50`): kept as text so that no digit is lost.
     Decimal(String),
-    /// Character strings (CHAR, VARCHAR, TEXT, ENUM, SET). Compared the way a
-    /// `*_ci` PAD SPACE collation does for ASCII: case-insensitively, trailing
-    /// spaces ignored; other bytes compare by value.
+    /// Character strings (CHAR, VARCHAR, TEXT, ENUM, SET) of a
+    /// case-insensitive collation. Compared as `utf8mb4_general_ci` (PAD
+    /// SPACE) does: case- and accent-insensitively, trailing spaces ignored
+    /// (see `general_ci_weight` for the details).
     Text(Vec<u8>),
     /// Binary strings and everything else that sorts by its text bytes:
     /// BINARY/VARBINARY/BLOB, and DATE/TIME/DATETIME/TIMESTAMP, whose text
@@ -169,8 +170,8 @@ fn format_double(f: f64) -> String {
 
 /// Compares two values as MySQL compares two values of one column: NULL
 /// first, numbers numerically (exactly for integers and decimals), character
-/// strings case-insensitively with trailing spaces ignored (ASCII), binary
-/// strings bytewise.
+/// strings as `utf8mb4_general_ci` (case- and accent-insensitively, trailing
+/// spaces ignored), binary strings bytewise.
 pub fn compare(a: &Datum, b: &Datum) -> Ordering {
     use Datum::*;
     match (a, b) {
@@ -205,21 +206,88 @@ fn cmp_i_u(i: i64, u: u64) -> Ordering {
     }
 }
 
-/// ASCII case folding and PAD SPACE: what `utf8mb4_general_ci` and
-/// `latin1_swedish_ci` agree on for ASCII text.
+/// `utf8mb4_general_ci` (MariaDB 10.11's default) for the BMP, PAD SPACE:
+/// each character weighs [`general_ci_weight`], the weights compare in turn,
+/// and the longer string's remaining weights compare against a space's (so
+/// trailing spaces count for nothing). Bytes that are not UTF-8 weigh as
+/// U+FFFD.
 fn compare_ci(a: &[u8], b: &[u8]) -> Ordering {
-    let trim = |s: &[u8]| {
-        let end = s.iter().rposition(|&c| c != b' ').map_or(0, |p| p + 1);
-        s[..end].to_vec()
-    };
-    let (a, b) = (trim(a), trim(b));
-    for (x, y) in a.iter().zip(b.iter()) {
-        let o = x.to_ascii_uppercase().cmp(&y.to_ascii_uppercase());
-        if o != Ordering::Equal {
-            return o;
+    if a.is_ascii() && b.is_ascii() {
+        return compare_weights(
+            a.iter().map(|&c| u32::from(c.to_ascii_uppercase())),
+            b.iter().map(|&c| u32::from(c.to_ascii_uppercase())),
+        );
+    }
+    let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+    compare_weights(
+        a.chars().map(general_ci_weight),
+        b.chars().map(general_ci_weight),
+    )
+}
+
+fn compare_weights(mut a: impl Iterator<Item = u32>, mut b: impl Iterator<Item = u32>) -> Ordering {
+    const SPACE: u32 = b' ' as u32;
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return Ordering::Equal,
+            (Some(x), Some(y)) => match x.cmp(&y) {
+                Ordering::Equal => {}
+                o => return o,
+            },
+            (Some(x), None) => {
+                return std::iter::once(x)
+                    .chain(a)
+                    .map(|w| w.cmp(&SPACE))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal);
+            }
+            (None, Some(y)) => {
+                return std::iter::once(y)
+                    .chain(b)
+                    .map(|w| SPACE.cmp(&w))
+                    .find(|o| o.is_ne())
+                    .unwrap_or(Ordering::Equal);
+            }
         }
     }
-    a.len().cmp(&b.len())
+}
+
+/// The sort weight of one character under `utf8mb4_general_ci`: the simple
+/// uppercase of its base letter, accents removed (canonical decomposition,
+/// combining marks dropped: `é`, `É`, `ë` → `E`; `ö` → `O`; `ά` → `Α`);
+/// `ß` weighs `S` as in MariaDB; every character outside the BMP weighs
+/// U+FFFD.
+///
+/// Where this differs from MariaDB's own table (`plane00`..`planeFF` of
+/// `ctype-utf8.c`): MariaDB derives weights from Unicode's data of its time
+/// and keeps a few letters distinct that decompose here (and the other way
+/// round), e.g. some Cyrillic letters with diacritics (`й` keeps its own
+/// weight there, weighs `И` here) and letters without a canonical
+/// decomposition such as `ø`, `đ`, `ł`, `æ` (own weights in both). Text in
+/// Latin, Greek and Cyrillic without such letters orders the same.
+pub(crate) fn general_ci_weight(c: char) -> u32 {
+    let cp = u32::from(c);
+    if cp > 0xFFFF {
+        return 0xFFFD;
+    }
+    if c.is_ascii() {
+        return u32::from(c.to_ascii_uppercase());
+    }
+    if c == '\u{df}' {
+        return u32::from(b'S');
+    }
+    let mut base = None;
+    unicode_normalization::char::decompose_canonical(c, |d| {
+        if base.is_none() && !unicode_normalization::char::is_combining_mark(d) {
+            base = Some(d);
+        }
+    });
+    let base = base.unwrap_or(c);
+    let mut up = base.to_uppercase();
+    match (up.next(), up.next()) {
+        (Some(u), None) if u32::from(u) <= 0xFFFF => u32::from(u),
+        _ => u32::from(base),
+    }
 }
 
 /// Adds two partial sums as MySQL's SUM does: exact for integers and
@@ -521,6 +589,41 @@ mod tests {
             Greater
         );
         assert_eq!(compare(&Datum::Float(1.5), &Datum::Int(1)), Greater);
+    }
+
+    #[test]
+    fn text_compares_like_utf8mb4_general_ci() {
+        use Ordering::*;
+        let t = |s: &str| Datum::Text(s.as_bytes().to_vec());
+        let cmp = |a: &str, b: &str| compare(&t(a), &t(b));
+        assert_eq!(cmp("Émile", "emile"), Equal);
+        assert_eq!(cmp("Zoë", "zoe"), Equal);
+        assert_eq!(cmp("ZOË ", "zoe"), Equal);
+        assert_eq!(cmp("straße", "STRASE"), Equal);
+        assert_eq!(cmp("Ωμέγα", "ΩΜΕΓΑ"), Equal);
+        assert_eq!(cmp("Émile", "Zoë"), Less);
+        assert_eq!(cmp("émile", "f"), Less);
+        assert_eq!(cmp("zoë", "Zoe!"), Less);
+        // Outside the BMP every character weighs the same.
+        assert_eq!(cmp("a😀", "a🎉"), Equal);
+        // PAD SPACE: compared as if padded with spaces, not trimmed.
+        assert_eq!(cmp("a", "a\t"), Greater);
+        assert_eq!(cmp("a  ", "a"), Equal);
+        // Binary strings keep byte order.
+        assert_eq!(
+            compare(
+                &Datum::Binary("É".as_bytes().to_vec()),
+                &Datum::Binary(b"e".to_vec())
+            ),
+            Greater
+        );
+        // One sort over the oracle's names puts each fold together.
+        let mut names = vec!["zoe", "Émile", "alpha", "Zoë", "emile", "Zeta", "eta"];
+        names.sort_by(|a, b| cmp(a, b));
+        assert_eq!(
+            names,
+            ["alpha", "Émile", "emile", "eta", "Zeta", "zoe", "Zoë"]
+        );
     }
 
     #[test]

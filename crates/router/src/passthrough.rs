@@ -76,9 +76,13 @@ pub(crate) fn plan_unparsed(
     parse_error: String,
 ) -> Result<Plan, RouteError> {
     let gap = known_gap(tokens);
+    let update_order_limit = is_update_with_order_or_limit(tokens);
     let refuse = |why: String| match gap {
         Some(g) => RouteError::unsupported(format!(
             "cannot route this statement: the router's parser does not read {g}, and {why}"
+        )),
+        None if update_order_limit => RouteError::unsupported(format!(
+            "cannot route this statement: the router's parser does not read UPDATE with ORDER BY/LIMIT, and {why}"
         )),
         None => RouteError::Syntax(parse_error.clone()),
     };
@@ -157,6 +161,12 @@ pub(crate) fn plan_unparsed(
                 scatter: None,
             }));
         }
+        if update_order_limit {
+            return Err(RouteError::unsupported(format!(
+                "UPDATE with ORDER BY/LIMIT on sharded table {} cannot be routed: which rows ORDER BY/LIMIT picks depends on all shards' rows together, and no simple `{column} = value` condition pins it to one shard",
+                only.display()
+            )));
+        }
         return Err(refuse(format!(
             "{} is sharded and no simple `{column} = value` condition pins it to one shard",
             only.display()
@@ -170,6 +180,25 @@ pub(crate) fn plan_unparsed(
             .join(", "),
         ks.name
     )))
+}
+
+/// `UPDATE ... [ORDER BY ...] LIMIT n`, valid MySQL that sqlparser does not
+/// read: ORDER BY or LIMIT outside parentheses.
+fn is_update_with_order_or_limit(tokens: &[Token<'_>]) -> bool {
+    if !tokens.first().is_some_and(|t| t.is_word("update")) {
+        return false;
+    }
+    let mut depth = 0i32;
+    tokens.iter().enumerate().any(|(i, t)| {
+        if t.is_sym("(") {
+            depth += 1;
+        } else if t.is_sym(")") {
+            depth -= 1;
+        }
+        depth == 0
+            && (t.is_word("limit")
+                || (t.is_word("order") && tokens.get(i + 1).is_some_and(|n| n.is_word("by"))))
+    })
 }
 
 fn known_gap(tokens: &[Token<'_>]) -> Option<&'static str> {

@@ -73,7 +73,11 @@ pub(crate) fn plan_uncached(
     // sqlparser cannot read a trailing `LOCK IN SHARE MODE`: plan without it
     // and put it back verbatim.
     let (body, suffix) = split_share_lock(sql, &tokens);
-    match parse(body) {
+    // Nor MySQL's SELECT modifiers (it reads `SQL_NO_CACHE id` as a column
+    // aliased `id`): plan without them and put them back.
+    let (stripped, mods) = strip_select_modifiers(body);
+    let parsed_text = stripped.as_deref().unwrap_or(body);
+    match parse(parsed_text) {
         Ok(mut stmts) => match stmts.len() {
             0 => Err(RouteError::Syntax("Query was empty".to_string())),
             1 => {
@@ -85,7 +89,10 @@ pub(crate) fn plan_uncached(
                         "could not match the statement's {lexed} ? placeholders ({params} parsed)"
                     )));
                 }
-                let mut plan = plan_statement(&ctx, &mut stmt, body)?;
+                let mut plan = plan_statement(&ctx, &mut stmt, parsed_text)?;
+                if stripped.is_some() {
+                    restore_select_modifiers(&mut plan, parsed_text, body, &mods);
+                }
                 if let Some(suffix) = suffix {
                     add_suffix(&mut plan, suffix)?;
                 }
@@ -121,6 +128,98 @@ fn split_share_lock<'a>(sql: &'a str, tokens: &[Token<'_>]) -> (&'a str, Option<
         return (&sql[..at], Some(&sql[at..words[n - 1].end]));
     }
     (sql, None)
+}
+
+/// MySQL's SELECT options that sqlparser does not read (`ALL`, `DISTINCT`
+/// it does; `DISTINCTROW` is `DISTINCT`).
+const SELECT_MODIFIERS: &[&str] = &[
+    "high_priority",
+    "straight_join",
+    "sql_small_result",
+    "sql_big_result",
+    "sql_buffer_result",
+    "sql_cache",
+    "sql_no_cache",
+    "sql_calc_found_rows",
+    "distinctrow",
+];
+
+/// The statement without the modifiers right after its leading SELECT
+/// (`DISTINCTROW` becomes `DISTINCT`), and the removed ones (upper case,
+/// `DISTINCTROW` not among them); `None` when there were none. A modifier
+/// word followed by `,`, `.`, `(`, FROM, AS or the end is a column, not a
+/// modifier.
+fn strip_select_modifiers(sql: &str) -> (Option<String>, Vec<String>) {
+    let tokens = lex(sql);
+    if !tokens.first().is_some_and(|t| t.is_word("select")) {
+        return (None, Vec::new());
+    }
+    let mut out = String::with_capacity(sql.len());
+    let mut last = 0;
+    let mut mods = Vec::new();
+    for (i, t) in tokens.iter().enumerate().skip(1) {
+        if t.is_word("all") || t.is_word("distinct") {
+            continue;
+        }
+        let is_mod = SELECT_MODIFIERS.iter().any(|m| t.is_word(m))
+            && tokens.get(i + 1).is_some_and(|n| {
+                !(n.is_sym(",")
+                    || n.is_sym(".")
+                    || n.is_sym("(")
+                    || n.is_sym(";")
+                    || n.is_word("from")
+                    || n.is_word("as"))
+            });
+        if !is_mod {
+            break;
+        }
+        out.push_str(&sql[last..t.start]);
+        if t.is_word("distinctrow") {
+            out.push_str("DISTINCT");
+        } else {
+            mods.push(t.text.to_ascii_uppercase());
+        }
+        last = t.end;
+    }
+    if last == 0 {
+        return (None, Vec::new());
+    }
+    out.push_str(&sql[last..]);
+    (Some(out), mods)
+}
+
+/// Puts the removed SELECT modifiers back into a read route's texts: the
+/// client's own text where the plan kept the stripped text unchanged, else
+/// right after the leading SELECT. `SQL_CALC_FOUND_ROWS` cannot be answered
+/// for several shards: the scatter form refuses it.
+fn restore_select_modifiers(plan: &mut Plan, stripped: &str, original: &str, mods: &[String]) {
+    let Plan::Route(r) = plan else { return };
+    if r.kind != RouteKind::Read {
+        return;
+    }
+    let restore = |t: &mut Template| {
+        if *t == Template::new(stripped) {
+            *t = Template::new(original);
+        } else if !mods.is_empty() {
+            t.insert_after_select(&mods.join(" "));
+        }
+    };
+    restore(&mut r.sql);
+    let calc = mods.iter().any(|m| m == "SQL_CALC_FOUND_ROWS");
+    match &mut r.scatter {
+        Some(Ok(_)) if calc => {
+            let tables: Vec<String> = passthrough::token_tables(&lex(stripped))
+                .into_iter()
+                .map(|(_, t)| format!("{}.{t}", r.keyspace))
+                .collect();
+            r.scatter = Some(Err(RouteError::unsupported(format!(
+                "SQL_CALC_FOUND_ROWS over sharded table {} cannot be routed to several shards: FOUND_ROWS() cannot be computed across shards; add a condition on the primary vindex column to reach one shard",
+                tables.join(", ")
+            ))));
+        }
+        Some(Ok(s)) => restore(&mut s.sql),
+        _ => {}
+    }
 }
 
 fn add_suffix(plan: &mut Plan, suffix: &str) -> Result<(), RouteError> {

@@ -52,6 +52,16 @@ impl Template {
         Template { pieces }
     }
 
+    /// Inserts `words` after the first word of the text when that is
+    /// SELECT (the planner's way to put back modifiers it removed).
+    pub(crate) fn insert_after_select(&mut self, words: &str) {
+        if let Some(Piece::Text(t)) = self.pieces.first_mut()
+            && let Some(sel) = lex(t).first().filter(|t| t.is_word("select"))
+        {
+            t.insert_str(sel.end, &format!(" {words}"));
+        }
+    }
+
     pub(crate) fn from_pieces(pieces: Vec<Piece>) -> Template {
         Template { pieces }
     }

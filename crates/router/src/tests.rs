@@ -1428,3 +1428,139 @@ mod fuzz {
         }
     }
 }
+
+// ---------- SELECT modifiers ----------
+
+#[test]
+fn select_modifiers_survive_scatter_rewrites() {
+    let s = demo();
+    for m in [
+        "SQL_NO_CACHE",
+        "SQL_CACHE",
+        "HIGH_PRIORITY",
+        "SQL_BUFFER_RESULT",
+        "SQL_SMALL_RESULT",
+        "SQL_BIG_RESULT",
+        "STRAIGHT_JOIN",
+    ] {
+        let sql = format!("select {m} customer_id from customer order by customer_id limit 3");
+        let r = route(&s, Some("customer"), &sql, &[]);
+        assert_eq!(r.target, Target::All, "{sql}");
+        assert!(
+            r.sql.starts_with(&format!("SELECT {m} customer_id FROM")),
+            "{sql}: {}",
+            r.sql
+        );
+        let m2 = r.merge.expect("merge");
+        assert_eq!(m2.limit, Some(3));
+        assert_eq!(m2.hidden, 0, "{sql}: the modifier is no column");
+        // One shard: the client's text, byte for byte.
+        let sql = format!("select {m} email from customer where customer_id = 1");
+        let r = route(&s, Some("customer"), &sql, &[]);
+        assert_eq!(r.target, one("-80"));
+        assert_eq!(r.sql, sql);
+    }
+    // Several modifiers, mixed with DISTINCT.
+    let r = route(
+        &s,
+        Some("customer"),
+        "select distinct sql_no_cache high_priority email from customer order by email",
+        &[],
+    );
+    assert!(r.merge.expect("merge").distinct);
+    assert!(
+        r.sql
+            .starts_with("SELECT SQL_NO_CACHE HIGH_PRIORITY DISTINCT email FROM"),
+        "{}",
+        r.sql
+    );
+    // DISTINCTROW is DISTINCT.
+    let r = route(
+        &s,
+        Some("customer"),
+        "select distinctrow email from customer",
+        &[],
+    );
+    assert!(r.merge.expect("merge").distinct);
+    assert!(r.sql.starts_with("SELECT DISTINCT email"), "{}", r.sql);
+    // STRAIGHT_JOIN before a qualified column of a co-located join.
+    let r = route(
+        &s,
+        Some("customer"),
+        "select straight_join c.email from customer c join corder o on c.customer_id = o.customer_id order by c.email",
+        &[],
+    );
+    assert_eq!(r.target, Target::All);
+    assert!(
+        r.sql.starts_with("SELECT STRAIGHT_JOIN c.email"),
+        "{}",
+        r.sql
+    );
+    // Prepared: placeholders keep their numbers.
+    let r = route(
+        &s,
+        Some("customer"),
+        "select sql_no_cache email from customer where customer_id in (?, ?) order by email",
+        &[Datum::Int(1), Datum::Int(4)],
+    );
+    assert_eq!(r.target, Target::Some(vec!["-80".into(), "80-".into()]));
+    assert!(r.sql.starts_with("SELECT SQL_NO_CACHE email"), "{}", r.sql);
+    assert!(r.sql.contains("IN (1, 4)"), "{}", r.sql);
+    // A column that happens to be named like a modifier stays a column.
+    let r = route(&s, Some("commerce"), "select sql_cache from product", &[]);
+    assert_eq!(r.sql, "select sql_cache from product");
+}
+
+#[test]
+fn sql_calc_found_rows_needs_one_shard() {
+    let s = demo();
+    let e = err(
+        &s,
+        Some("customer"),
+        "select sql_calc_found_rows email from customer order by email limit 2",
+    );
+    assert_eq!(e.code(), 1105);
+    assert!(e.to_string().contains("FOUND_ROWS()"), "{e}");
+    assert!(e.to_string().contains("customer.customer"), "{e}");
+    let sql = "select sql_calc_found_rows email from customer where customer_id = 1 limit 2";
+    let r = route(&s, Some("customer"), sql, &[]);
+    assert_eq!(r.sql, sql);
+    let sql = "select sql_calc_found_rows * from product limit 2";
+    assert_eq!(route(&s, Some("commerce"), sql, &[]).sql, sql);
+}
+
+// ---------- UPDATE ... ORDER BY / LIMIT ----------
+
+#[test]
+fn update_with_order_by_or_limit() {
+    let s = demo();
+    // The parser cannot read UPDATE ... ORDER BY: 1105 naming the table,
+    // not 1064.
+    let e = err(
+        &s,
+        Some("customer"),
+        "update customer set email = 'x' order by customer_id limit 2",
+    );
+    assert_eq!(e.code(), 1105, "{e}");
+    assert!(
+        e.to_string().starts_with(
+            "UPDATE with ORDER BY/LIMIT on sharded table customer.customer cannot be routed: "
+        ),
+        "{e}"
+    );
+    // It reads UPDATE ... LIMIT; the DML planner refuses it.
+    let e = err(
+        &s,
+        Some("customer"),
+        "update customer set email = 'x' limit 2",
+    );
+    assert_eq!(e.code(), 1105, "{e}");
+    assert!(e.to_string().contains("customer.customer"), "{e}");
+    let sql = "update customer set email = 'x' where customer_id = 4 order by customer_id limit 1";
+    let r = route(&s, Some("customer"), sql, &[]);
+    assert_eq!(r.target, one("80-"));
+    assert_eq!(r.sql, sql);
+    let sql = "update product set price = price + 1 order by pid limit 2";
+    let r = route(&s, Some("commerce"), sql, &[]);
+    assert_eq!(r.sql, sql);
+}
