@@ -246,7 +246,27 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
             }
         }
         WorkflowCmd::Stop { name } => {
-            action(keyshift_workflow::stop(topo, &name, Trigger::Cli).await)
+            let w = keyshift_workflow::stop(topo, &name, Trigger::Cli)
+                .await
+                .map_err(fail)?;
+            // The node's controller cancels the streams when it sees the
+            // record change; wait for its acknowledgement so that nothing is
+            // applied after `stop` returns.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let now = keyshift_workflow::show(topo, &name).await.map_err(fail)?;
+                if !now.streams_active {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    anyhow::bail!(
+                        "workflow {name} is marked stopped but its streams have not confirmed within 30 s; is `keyshift up` running?"
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            println!("workflow {}: {}", w.name, w.state);
+            Ok(())
         }
         WorkflowCmd::Start { name } => {
             action(keyshift_workflow::start(topo, &name, Trigger::Cli).await)

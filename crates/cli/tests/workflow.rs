@@ -572,3 +572,517 @@ async fn a_killed_target_puts_the_workflow_in_error_and_retry_completes() {
     ]);
     converge(&c, Duration::from_secs(30)).await;
 }
+
+/// The tables of one tablet's database, sorted.
+async fn table_names(c: &Cluster, ks: &str, shard: &str) -> Vec<String> {
+    let mut conn = conn_for(c, ks, shard).await;
+    let mut names: Vec<String> = conn
+        .query("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE()")
+        .await
+        .expect("tables");
+    conn.disconnect().await.ok();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_reports_no_key_target_rows_and_statement_binlogs_and_creates_nothing() {
+    let c = Cluster::example();
+    c.ok(&["up", "--detach"]);
+    c.ok(&["demo"]);
+    let mut src = conn_for(&c, "commerce", "0").await;
+    // No primary key, and its only unique key has a NULLable column.
+    src.query_drop("CREATE TABLE nokey (a BIGINT, b VARCHAR(20), UNIQUE KEY (a)) ENGINE=InnoDB")
+        .await
+        .expect("create nokey");
+    src.query_drop("INSERT INTO nokey VALUES (1, 'x')")
+        .await
+        .expect("insert");
+    // A target table that already has rows.
+    let mut tgt = conn_for(&c, "customer", "80-").await;
+    tgt.query_drop(
+        "CREATE TABLE corder (order_id BIGINT NOT NULL, customer_id BIGINT, sku VARCHAR(128), \
+         price BIGINT, PRIMARY KEY (order_id)) ENGINE=InnoDB",
+    )
+    .await
+    .expect("create target corder");
+    tgt.query_drop("INSERT INTO corder VALUES (77, 1, 'SKU-77', 1)")
+        .await
+        .expect("insert");
+    // A source logging statements; validation connects afresh, so the
+    // global value is what it reads.
+    src.query_drop("SET GLOBAL binlog_format = 'STATEMENT'")
+        .await
+        .expect("statement binlogs");
+
+    let before: Vec<Vec<String>> = vec![
+        table_names(&c, "customer", "-80").await,
+        table_names(&c, "customer", "80-").await,
+    ];
+    let rules_before = c.ok(&["routing-rules", "get"]);
+    let args = [
+        "workflow",
+        "create",
+        "--name",
+        "bad",
+        "--source-keyspace",
+        "commerce",
+        "--target-keyspace",
+        "customer",
+        "--tables",
+        "customer,corder,nokey",
+    ];
+    for validate_only in [true, false] {
+        let mut a = args.to_vec();
+        if validate_only {
+            a.push("--validate-only");
+        }
+        let out = c.run(&a);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{a:?}: {err}");
+        let line = |check: &str| {
+            let lines: Vec<&str> = err.lines().collect();
+            let i = lines
+                .iter()
+                .position(|l| l.contains(&format!("[{check}]")))
+                .unwrap_or_else(|| panic!("no {check} finding in:\n{err}"));
+            (
+                lines[i].to_string(),
+                lines.get(i + 1).unwrap_or(&"").to_string(),
+            )
+        };
+        let (pk, pk_fix) = line("primary_key");
+        assert!(
+            pk.contains("nokey") && pk.contains("no primary key"),
+            "{err}"
+        );
+        assert!(
+            pk_fix.contains("fix:") && pk_fix.contains("ADD PRIMARY KEY"),
+            "{err}"
+        );
+        let (rows, rows_fix) = line("target_empty");
+        assert!(
+            rows.contains("corder") && rows.contains("already has rows") && rows.contains("80-"),
+            "{err}"
+        );
+        assert!(
+            rows_fix.contains("fix:") && rows_fix.contains("TRUNCATE TABLE `corder`"),
+            "{err}"
+        );
+        let (binlog, binlog_fix) = line("binlog");
+        assert!(
+            binlog.contains("STATEMENT") && binlog.contains("ROW"),
+            "{err}"
+        );
+        assert!(
+            binlog_fix.contains("fix:") && binlog_fix.contains("binlog_format = 'ROW'"),
+            "{err}"
+        );
+        // The good table is not blamed.
+        assert!(!err.contains("] customer:"), "{err}");
+
+        // Nothing created.
+        assert_eq!(
+            c.run(&["workflow", "show", "bad"]).status.code(),
+            Some(4),
+            "no workflow record"
+        );
+        assert!(!c.ok(&["workflow", "list"]).contains("bad"));
+        assert_eq!(
+            c.ok(&["routing-rules", "get"]),
+            rules_before,
+            "routing rules"
+        );
+        let after = vec![
+            table_names(&c, "customer", "-80").await,
+            table_names(&c, "customer", "80-").await,
+        ];
+        assert_eq!(after, before, "target tables");
+    }
+
+    // Fixing what the findings say makes the same request valid.
+    src.query_drop("SET GLOBAL binlog_format = 'ROW'")
+        .await
+        .expect("restore ROW");
+    src.query_drop("ALTER TABLE nokey MODIFY a BIGINT NOT NULL")
+        .await
+        .expect("not null");
+    tgt.query_drop("TRUNCATE TABLE corder")
+        .await
+        .expect("truncate");
+    let out = c.run(&[
+        "workflow",
+        "create",
+        "--name",
+        "bad",
+        "--source-keyspace",
+        "commerce",
+        "--target-keyspace",
+        "customer",
+        "--tables",
+        "customer,corder",
+        "--validate-only",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    src.disconnect().await.ok();
+    tgt.disconnect().await.ok();
+}
+
+/// Every row of customer and corder across a keyspace's shards, checking
+/// each sits on the shard its hash names and on one shard only.
+async fn keyspace_rows(c: &Cluster, ks: &str) -> Result<[Rows; 2], String> {
+    let topo = c.topo().await;
+    let shards = ops::shard_primaries(topo.as_ref(), ks)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = [Rows::new(), Rows::new()];
+    for (i, table) in ["customer", "corder"].into_iter().enumerate() {
+        for (shard, _) in &shards {
+            let mut t = conn_for(c, ks, &shard.name).await;
+            let id = if table == "customer" {
+                "customer_id"
+            } else {
+                "order_id"
+            };
+            let placed: Vec<(i64, i64)> = t
+                .query(format!("SELECT {id}, customer_id FROM {table}"))
+                .await
+                .map_err(|e| format!("{ks}/{}: {e}", shard.name))?;
+            for (id, cid) in placed {
+                if !shard
+                    .key_range
+                    .contains(&keyshift_vindex::Hash::hash_u64(cid as u64))
+                {
+                    return Err(format!(
+                        "{ks}: {table} row {id} (customer {cid}) is on the wrong shard {}",
+                        shard.name
+                    ));
+                }
+            }
+            for (k, v) in rows(&mut t, table).await {
+                if out[i].insert(k, v).is_some() {
+                    return Err(format!("{ks}: {table} row {k} is on two shards"));
+                }
+            }
+            t.disconnect().await.ok();
+        }
+    }
+    Ok(out)
+}
+
+/// The shard of `ks` whose range holds customer `cid`.
+async fn shard_of(c: &Cluster, ks: &str, cid: i64) -> String {
+    let topo = c.topo().await;
+    ops::shard_primaries(topo.as_ref(), ks)
+        .await
+        .expect("shards")
+        .into_iter()
+        .find(|(s, _)| {
+            s.key_range
+                .contains(&keyshift_vindex::Hash::hash_u64(cid as u64))
+        })
+        .expect("a shard")
+        .0
+        .name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_to_sharded_splits_two_shards_into_four() {
+    let c = Cluster::example();
+    c.ok(&["up", "--detach"]);
+    c.ok(&["demo"]);
+    load(&c, 100, 600).await;
+    c.ok(CREATE);
+    c.ok(&[
+        "workflow",
+        "show",
+        "move1",
+        "--wait-for",
+        "running",
+        "--caught-up",
+        "--timeout",
+        "120s",
+    ]);
+    converge(&c, Duration::from_secs(30)).await;
+    // There is no `complete` yet: stop move1 and mark it completed in the
+    // topo so its tables are free for the next workflow.
+    c.ok(&["workflow", "stop", "move1"]);
+    let topo = c.topo().await;
+    let key = keyshift_cluster::model::keys::workflow("move1");
+    let kv = topo.get(&key).await.expect("get").expect("move1 record");
+    let mut w: serde_json::Value = serde_json::from_slice(&kv.value).expect("json");
+    w["state"] = "completed".into();
+    topo.put(
+        &key,
+        serde_json::to_vec(&w).expect("json"),
+        keyshift_topo::Cond::ModRevision(kv.mod_revision),
+    )
+    .await
+    .expect("mark completed");
+
+    c.ok(&["keyspace", "create", "customer4", "--shard-count", "4"]);
+    keyshift_cluster::demo::wait_for_primaries(topo.as_ref(), "customer4", Duration::from_secs(90))
+        .await
+        .expect("customer4 tablets up");
+    c.ok(&[
+        "vschema",
+        "apply",
+        "customer4",
+        "--json",
+        r#"{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
+            "tables": {"customer": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]},
+                       "corder": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]}}}"#,
+    ]);
+    c.ok(&[
+        "workflow",
+        "create",
+        "--name",
+        "split4",
+        "--source-keyspace",
+        "customer",
+        "--target-keyspace",
+        "customer4",
+        "--tables",
+        "customer,corder",
+        "--copy-batch-rows",
+        "50",
+    ]);
+    let j = show_json(&c, "split4");
+    let mut streams: Vec<(String, String)> = j["streams"]
+        .as_array()
+        .expect("streams")
+        .iter()
+        .map(|s| {
+            (
+                s["source_shard"].as_str().unwrap().to_string(),
+                s["target_shard"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    streams.sort();
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        streams,
+        pairs(&[
+            ("-80", "-40"),
+            ("-80", "40-80"),
+            ("80-", "80-c0"),
+            ("80-", "c0-")
+        ]),
+        "each source shard streams to the target shards it overlaps"
+    );
+    c.ok(&[
+        "workflow",
+        "show",
+        "split4",
+        "--wait-for",
+        "running",
+        "--caught-up",
+        "--timeout",
+        "120s",
+    ]);
+
+    // Writes on the source shards after the copy: inserts, updates, deletes.
+    for cid in [20_001i64, 20_002, 20_003, 20_004, 20_005, 20_006] {
+        let shard = shard_of(&c, "customer", cid).await;
+        let mut s = conn_for(&c, "customer", &shard).await;
+        s.query_drop(format!(
+            "INSERT INTO customer (customer_id, email) VALUES ({cid}, 'late{cid}@x.com')"
+        ))
+        .await
+        .expect("insert");
+        s.query_drop(format!(
+            "INSERT INTO corder (order_id, customer_id, sku, price) VALUES ({cid}, {cid}, 'SKU-L', 5)"
+        ))
+        .await
+        .expect("insert");
+        s.disconnect().await.ok();
+    }
+    for shard in ["-80", "80-"] {
+        let mut s = conn_for(&c, "customer", shard).await;
+        s.query_drop("UPDATE customer SET email = CONCAT('u', email) WHERE customer_id % 5 = 0")
+            .await
+            .expect("update");
+        s.query_drop("DELETE FROM corder WHERE order_id % 7 = 0")
+            .await
+            .expect("delete");
+        s.disconnect().await.ok();
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let want = keyspace_rows(&c, "customer").await.expect("source rows");
+        assert!(want[0].len() > 600 && want[1].len() > 500, "source loaded");
+        let got = keyspace_rows(&c, "customer4").await;
+        match got {
+            Ok(g) if g == want => break,
+            other => {
+                if Instant::now() > deadline {
+                    let diff = match other {
+                        Ok(g) => format!(
+                            "customer {} vs {}, corder {} vs {}",
+                            want[0].len(),
+                            g[0].len(),
+                            want[1].len(),
+                            g[1].len()
+                        ),
+                        Err(e) => e,
+                    };
+                    panic!(
+                        "customer4 never matched customer: {diff}\n{}",
+                        c.ok(&["workflow", "show", "split4"])
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        }
+    }
+    // Every target shard got rows: the split really spread them.
+    for shard in ["-40", "40-80", "80-c0", "c0-"] {
+        let mut t = conn_for(&c, "customer4", shard).await;
+        let n: Option<i64> = t
+            .query_first("SELECT COUNT(*) FROM customer")
+            .await
+            .expect("count");
+        assert!(n.unwrap_or(0) > 50, "customer4/{shard} has {n:?} customers");
+        t.disconnect().await.ok();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_source_puts_the_workflow_in_error_and_retry_loses_nothing() {
+    let c = Cluster::example();
+    c.ok(&["up", "--detach"]);
+    c.ok(&["demo"]);
+    load(&c, 100, 300).await;
+    let mut args = CREATE.to_vec();
+    args.extend(["--max-retries", "0"]);
+    c.ok(&args);
+    c.ok(&[
+        "workflow",
+        "show",
+        "move1",
+        "--wait-for",
+        "running",
+        "--caught-up",
+        "--timeout",
+        "120s",
+    ]);
+    // Writes the streams are still applying when the source dies.
+    load(&c, 5000, 400).await;
+    let pid = mariadbd_pid(&c, "0000000100");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let out = c.run(&[
+        "workflow",
+        "show",
+        "move1",
+        "--wait-for",
+        "error",
+        "--timeout",
+        "60s",
+        "--format",
+        "json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["state"], "error", "{j}");
+    let reason = j["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reason.contains("commerce/0"),
+        "the reason names the stream: {reason}"
+    );
+    assert_eq!(j["allowed_actions"], serde_json::json!(["retry", "stop"]));
+    // The node restarts the dead source; more writes; retry completes.
+    let topo = c.topo().await;
+    keyshift_cluster::demo::wait_for_primaries(topo.as_ref(), "commerce", Duration::from_secs(60))
+        .await
+        .expect("source back");
+    assert_ne!(
+        mariadbd_pid(&c, "0000000100"),
+        pid,
+        "the node restarted the source"
+    );
+    load(&c, 6000, 50).await;
+    let mut src = conn_for(&c, "commerce", "0").await;
+    src.query_drop(
+        "UPDATE customer SET email = 'after@x.com' WHERE customer_id BETWEEN 5000 AND 5010",
+    )
+    .await
+    .expect("update");
+    src.query_drop("DELETE FROM corder WHERE order_id BETWEEN 5100 AND 5120")
+        .await
+        .expect("delete");
+    src.disconnect().await.ok();
+    c.ok(&["workflow", "retry", "move1"]);
+    c.ok(&[
+        "workflow",
+        "show",
+        "move1",
+        "--wait-for",
+        "running",
+        "--caught-up",
+        "--timeout",
+        "120s",
+    ]);
+    converge(&c, Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_source_is_retried_automatically_and_loses_nothing() {
+    let c = Cluster::example();
+    c.ok(&["up", "--detach"]);
+    c.ok(&["demo"]);
+    load(&c, 100, 300).await;
+    // The default retry budget (5 transient retries with backoff).
+    c.ok(CREATE);
+    c.ok(&[
+        "workflow",
+        "show",
+        "move1",
+        "--wait-for",
+        "running",
+        "--caught-up",
+        "--timeout",
+        "120s",
+    ]);
+    load(&c, 5000, 400).await;
+    let pid = mariadbd_pid(&c, "0000000100");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let topo = c.topo().await;
+    keyshift_cluster::demo::wait_for_primaries(topo.as_ref(), "commerce", Duration::from_secs(60))
+        .await
+        .expect("source back");
+    assert_ne!(mariadbd_pid(&c, "0000000100"), pid, "the node restarted it");
+    load(&c, 6000, 50).await;
+    // No retry: the controller reconnects to the restarted source itself.
+    c.ok(&[
+        "workflow",
+        "show",
+        "move1",
+        "--wait-for",
+        "running",
+        "--caught-up",
+        "--timeout",
+        "120s",
+    ]);
+    converge(&c, Duration::from_secs(60)).await;
+    let j = show_json(&c, "move1");
+    assert_eq!(j["state"], "running", "{j}");
+    assert!(j["error"].is_null(), "{j}");
+}

@@ -137,12 +137,16 @@ async fn sync(
             // Streams hold the target's per-stream lock until they end; the
             // next runner would otherwise find them busy.
             let _ = r.handle.await;
+            if !want.contains_key(&name) {
+                set_streams_active(topo.as_ref(), &name, false).await;
+            }
         }
     }
     for (name, generation) in want {
         if running.contains_key(&name) {
             continue;
         }
+        set_streams_active(topo.as_ref(), &name, true).await;
         let child = cancel.child_token();
         let handle = tokio::spawn(run_workflow(
             topo.clone(),
@@ -160,6 +164,23 @@ async fn sync(
         );
     }
     Ok(())
+}
+
+/// Acknowledges that a workflow's streams started or have all ended (see
+/// `Workflow::streams_active`). Best effort: a failure only delays `stop`.
+async fn set_streams_active(topo: &dyn Topo, name: &str, active: bool) {
+    let r = topo
+        .update_json::<Workflow, _, ()>(&keys::workflow(name), |w| match w {
+            Some(mut w) => {
+                w.streams_active = active;
+                Ok(w)
+            }
+            None => Err(()),
+        })
+        .await;
+    if let Err(keyshift_topo::UpdateError::Topo(e)) = r {
+        tracing::warn!(workflow = name, error = %e, "cannot record whether the streams run");
+    }
 }
 
 /// A change the runner makes to the record unless the record moved on

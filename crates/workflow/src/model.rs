@@ -413,6 +413,11 @@ pub struct Workflow {
     /// workflow's streams even if it never saw them stop.
     #[serde(default)]
     pub generation: u64,
+    /// True from the moment the node's controller starts this workflow's
+    /// streams until they have all ended. `stop` waits for false, so that
+    /// once it returns nothing more is applied to the targets.
+    #[serde(default)]
+    pub streams_active: bool,
     /// Free-form details for later workflow types.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,

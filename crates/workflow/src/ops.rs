@@ -103,6 +103,7 @@ pub async fn create(topo: &dyn Topo, req: &CreateRequest) -> Result<Workflow> {
         table_progress: Vec::new(),
         copy_done: false,
         generation: 0,
+        streams_active: false,
         extra: Default::default(),
     };
     w.event(

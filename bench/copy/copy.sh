@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# The copy benchmark (issue 4 "Benchmark", issue 9 "copy"): ROWS sysbench rows
+# of one table moved from an unsharded keyspace into a 2-shard keyspace by a
+# keyshift MoveTables workflow (--stop-after-copy), against
+#   mydumper --threads 2 | myloader --threads 2   and   mariadb-dump | mariadb
+# moving the same table in the same run, alternating who goes first.
+#
+# Usage: bench/copy/copy.sh [ROWS] [ROUNDS]      (defaults 1000000 3)
+# Env:   SKIP_BUILD=1  SKIP_INSTALL=1  KEEP=1  RESULTS=<file to append a summary to>
+#
+# Layout (one `keyshift up --detach` cluster, managed tablets = real mariadbd):
+#   src              unsharded, loaded once with `sysbench ... prepare` (the
+#                    source the peers read).
+#   srcN, dstN       one pair per keyshift round. keyshift has no workflow
+#                    cancel/delete yet, and a stopped workflow still "holds"
+#                    its table against any new workflow sharing a keyspace,
+#                    so every round gets a fresh source keyspace (a copy of
+#                    src made untimed with mariadb-dump) and a fresh 2-shard
+#                    target (-80, 80-) with a hash vindex on sbtest1.id.
+#   peers            load ALL rows into ONE server (the dst1 -80 tablet,
+#                    databases peer_mydumper / peer_dump), because they cannot
+#                    split rows by vindex hash. That is a favour to them: they
+#                    write into one server instead of fanning out to two.
+#
+# Timings are wall clock: keyshift = `workflow create` until
+# `workflow show --wait-for stopped` returns (copy finished, secondary keys
+# re-added); mydumper = dump + load; mariadb-dump = the pipe. Peak RSS of the
+# keyshift node: VmHWM of its pid, reset (clear_refs 5) before each copy.
+set -euo pipefail
+
+ROWS=${1:-1000000}
+ROUNDS=${2:-3}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$ROOT/target/release/keyshift
+THREADS=2
+COMMAND="bench/copy/copy.sh $ROWS $ROUNDS"
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "copy.sh: $*"; exit 1; }
+
+# --- tools -------------------------------------------------------------------
+if [ -z "${SKIP_INSTALL:-}" ]; then
+  missing=()
+  command -v mydumper >/dev/null && command -v myloader >/dev/null || missing+=(mydumper)
+  command -v sysbench >/dev/null || missing+=(sysbench)
+  command -v mariadb >/dev/null && command -v mariadb-dump >/dev/null || missing+=(mariadb-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "== apt-get install ${missing[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >&2
+  fi
+fi
+for tool in mydumper myloader sysbench mariadb mariadb-dump python3; do
+  command -v "$tool" >/dev/null || die "$tool is not installed"
+done
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  say "== building keyshift (release)"
+  cargo build --release -p keyshift --manifest-path "$ROOT/Cargo.toml" >&2
+fi
+[ -x "$BIN" ] || die "$BIN missing (cargo build --release -p keyshift)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$1" "$2"; }
+
+# --- cluster -----------------------------------------------------------------
+WORK=$(mktemp -d /tmp/ks-copy.XXXXXX)
+CLUSTER=$WORK/keyshift.toml
+DATA=$WORK/data
+KS() { "$BIN" --cluster "$CLUSTER" "$@"; }
+
+cleanup() {
+  local rc=$?
+  KS down >/dev/null 2>&1 || true
+  if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else say "kept $WORK"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+{
+  cat <<EOF
+data_dir = "data"
+topo = "file"
+cell = "bench"
+
+[gate]
+listen = "127.0.0.1:$(free_port)"
+
+[[gate.user]]
+name = "app"
+password = "app-pw"
+
+[api]
+listen = "127.0.0.1:$(free_port)"
+
+[[keyspace]]
+name = "src"
+EOF
+  for r in $(seq 1 "$ROUNDS"); do
+    printf '\n[[keyspace]]\nname = "src%s"\n\n[[keyspace]]\nname = "dst%s"\nshards = ["-80", "80-"]\n' "$r" "$r"
+  done
+} >"$CLUSTER"
+
+say "== keyshift up --detach ($WORK, $((1 + 3 * ROUNDS)) managed mariadbd)"
+KS up --detach >&2
+NODE_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$DATA/keyshift.ready")
+
+tablets_json=$(KS tablet list --format json)
+# keyspace shard -> unix socket of its managed tablet (root needs no password there)
+socket_of() {
+  local alias dir sock
+  alias=$(printf '%s' "$tablets_json" | python3 -c '
+import json, sys
+for t in json.load(sys.stdin):
+    if t["keyspace"] == sys.argv[1] and t["shard"] == sys.argv[2]:
+        print(t["alias"]); break' "$1" "$2")
+  [ -n "$alias" ] || die "no tablet for $1/$2"
+  dir=$DATA/tablets/$alias
+  sock=$dir/mysqld.sock
+  if [ ! -S "$sock" ]; then
+    sock=$(grep -ao -- '--socket=[^ ]*' "$dir"/*.pid 2>/dev/null | head -1 | cut -d= -f2 || true)
+  fi
+  [ -S "$sock" ] || die "no socket for tablet $alias of $1/$2"
+  printf '%s' "$sock"
+}
+sql() { mariadb --no-defaults -uroot -S "$1" "${@:2}"; }
+
+SRC_SOCK=$(socket_of src 0)
+PEER_SOCK=$(socket_of dst1 -80)
+
+say "== loading $ROWS rows into src.sbtest1 (sysbench prepare over the socket)"
+sysbench oltp_read_write --tables=1 --table-size="$ROWS" --mysql-socket="$SRC_SOCK" \
+  --mysql-user=root --mysql-db=src prepare >/dev/null
+
+vschema='{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
+  "tables": {"sbtest1": {"column_vindexes": [{"column": "id", "name": "hash"}]}}}'
+for r in $(seq 1 "$ROUNDS"); do
+  say "== src$r: untimed copy of src.sbtest1; dst$r: VSchema"
+  mariadb-dump --no-defaults -uroot -S "$SRC_SOCK" --single-transaction src sbtest1 |
+    sql "$(socket_of "src$r" 0)" "src$r"
+  KS vschema apply "dst$r" --json "$vschema" >&2
+done
+
+# --- the three contenders ----------------------------------------------------
+count_dst() { # round -> total rows over both shards
+  local a b
+  a=$(sql "$(socket_of "dst$1" -80)" -N "dst$1" -e 'SELECT COUNT(*) FROM sbtest1')
+  b=$(sql "$(socket_of "dst$1" 80-)" -N "dst$1" -e 'SELECT COUNT(*) FROM sbtest1')
+  say "   dst$1 shards: -80 $a rows, 80- $b rows"
+  echo $((a + b))
+}
+
+run_keyshift() { # round -> seconds; sets LAST_HWM_MB
+  local r=$1 t0 t1
+  echo 5 >"/proc/$NODE_PID/clear_refs" 2>/dev/null || say "   (could not reset VmHWM; peak is since start)"
+  t0=$(now)
+  KS workflow create --name "copy$r" --source-keyspace "src$r" --target-keyspace "dst$r" \
+    --tables sbtest1 --stop-after-copy >/dev/null
+  KS workflow show "copy$r" --wait-for stopped --timeout 3600s >/dev/null 2>&1 ||
+    { KS workflow show "copy$r" >&2 || true; die "workflow copy$r did not reach stopped"; }
+  t1=$(now)
+  LAST_HWM_MB=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$NODE_PID/status")
+  local n; n=$(count_dst "$r")
+  [ "$n" = "$ROWS" ] || die "keyshift round $r: dst$r holds $n rows, not $ROWS"
+  elapsed "$t0" "$t1"
+}
+
+run_mydumper() {
+  local dir=$WORK/mydumper t0 t1 n
+  rm -rf "$dir"
+  sql "$PEER_SOCK" -e 'DROP DATABASE IF EXISTS peer_mydumper; CREATE DATABASE peer_mydumper'
+  t0=$(now)
+  # src holds only sbtest1; no --tables-list (mydumper 0.10 with --database
+  # and --tables-list src.sbtest1 dumped the schema but no table).
+  mydumper --threads "$THREADS" --socket "$SRC_SOCK" --user root --database src \
+    --rows 50000 --outputdir "$dir" >&2
+  myloader --threads "$THREADS" --socket "$PEER_SOCK" --user root --directory "$dir" \
+    --source-db src --database peer_mydumper --overwrite-tables >&2
+  t1=$(now)
+  n=$(sql "$PEER_SOCK" -N peer_mydumper -e 'SELECT COUNT(*) FROM sbtest1')
+  [ "$n" = "$ROWS" ] || die "mydumper: $n rows, not $ROWS"
+  elapsed "$t0" "$t1"
+}
+
+run_dump() {
+  local t0 t1 n
+  sql "$PEER_SOCK" -e 'DROP DATABASE IF EXISTS peer_dump; CREATE DATABASE peer_dump'
+  t0=$(now)
+  mariadb-dump --no-defaults -uroot -S "$SRC_SOCK" --single-transaction src sbtest1 |
+    sql "$PEER_SOCK" peer_dump
+  t1=$(now)
+  n=$(sql "$PEER_SOCK" -N peer_dump -e 'SELECT COUNT(*) FROM sbtest1')
+  [ "$n" = "$ROWS" ] || die "mariadb-dump: $n rows, not $ROWS"
+  elapsed "$t0" "$t1"
+}
+
+declare -A T
+HWM=""
+order=(keyshift mydumper mariadb-dump)
+for r in $(seq 1 "$ROUNDS"); do
+  # rotate the order each round so drift does not favour one side
+  k=$(( (r - 1) % 3 ))
+  this=("${order[@]:$k}" "${order[@]:0:$k}")
+  for side in "${this[@]}"; do
+    case $side in
+      keyshift) s=$(run_keyshift "$r"); hwm=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$NODE_PID/status"); HWM="$HWM $hwm"
+                say "   round $r keyshift: ${s}s (node peak RSS ${hwm} MB)";;
+      mydumper) s=$(run_mydumper); say "   round $r mydumper/myloader: ${s}s";;
+      mariadb-dump) s=$(run_dump); say "   round $r mariadb-dump|mariadb: ${s}s";;
+    esac
+    T[$side]="${T[$side]:-} $s"
+  done
+done
+
+# --- summary -----------------------------------------------------------------
+summary=$(python3 - "$ROWS" "${T[keyshift]}" "${T[mydumper]}" "${T[mariadb-dump]}" "$HWM" <<'EOF'
+import statistics, sys
+rows = int(sys.argv[1])
+names = ["keyshift", "mydumper/myloader", "mariadb-dump \\| mariadb"]
+runs = [[float(x) for x in a.split()] for a in sys.argv[2:5]]
+hwm = sys.argv[5].split()
+med = [statistics.median(r) for r in runs]
+print("| tool | rounds (s) | median (s) | min–max (s) | rows/s (median) |")
+print("|---|---|---|---|---|")
+for n, r, m in zip(names, runs, med):
+    print(f"| {n} | {' '.join(f'{x:.2f}' for x in r)} | {m:.2f} | {min(r):.2f}–{max(r):.2f} | {rows/m:,.0f} |")
+print()
+for n, m in zip(names[1:], med[1:]):
+    print(f"- keyshift speed vs {n}: {m/med[0]:.2f}× (peer median / keyshift median; > 1 = keyshift faster)")
+print(f"- keyshift node peak RSS per copy (VmHWM, MB): {' '.join(hwm)}")
+EOF
+)
+printf '\n%s\n' "$summary"
+if [ -n "${RESULTS:-}" ]; then
+  { printf '\n## %s — `%s`\n\n' "$(date -u +%FT%TZ)" "$COMMAND"; printf '%s\n' "$summary"; } >>"$RESULTS"
+fi
