@@ -92,6 +92,7 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
     if detach {
         return up_detached(cluster, &file, timeout).await;
     }
+    let mut signals = ShutdownSignals::install()?;
     let Some(lock) = try_lock(&data_dir)? else {
         bail!(
             "a keyshift cluster is already running from {}{}; stop it with `keyshift down`",
@@ -157,7 +158,11 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         managed.len(),
         data_dir.display()
     );
-    if let Err(e) = runner.wait_running(&managed, timeout).await {
+    let started = tokio::select! {
+        r = runner.wait_running(&managed, timeout) => r.map_err(anyhow::Error::from),
+        _ = signals.recv() => Err(anyhow::anyhow!("interrupted")),
+    };
+    if let Err(e) = started {
         cancel.cancel();
         runner.join().await;
         return Err(e).context("starting the cluster (every server started so far was stopped)");
@@ -199,7 +204,7 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
     println!("  keyshift status   shows keyspaces, shards and tablets");
     println!("  Ctrl-C            stops everything");
 
-    wait_for_shutdown_signal().await;
+    signals.recv().await;
     eprintln!("stopping...");
     cancel.cancel();
     workflows.join().await;
@@ -211,19 +216,28 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGINT and SIGTERM, listened to from the start of `up`: a signal that
+/// arrives before the handlers exist would kill the node with the default
+/// action and orphan its servers.
+struct ShutdownSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<ShutdownSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(ShutdownSignals {
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }
 

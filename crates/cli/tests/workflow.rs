@@ -3,101 +3,15 @@
 //! source and through the gate, validation failures, state checks, stop and
 //! start, and a kill -9 of keyshift during the copy.
 
+mod common;
+
+use common::Cluster;
 use keyshift_cluster::ops;
 use keyshift_types::KeyRange;
 use mysql_async::prelude::*;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A cluster file in its own temp dir; `down` on drop and, as a backstop,
-/// SIGKILL of any process still using the temp dir, so a failing test leaves
-/// nothing running.
-struct Cluster {
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn new(body: &str) -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("keyshift.toml"), body).expect("write cluster file");
-        Cluster { dir }
-    }
-
-    /// The repository's example, with ports that cannot collide.
-    fn example() -> Cluster {
-        let text = include_str!("../../../keyshift.toml")
-            .replace("127.0.0.1:15306", "127.0.0.1:0")
-            .replace("127.0.0.1:15000", "127.0.0.1:0");
-        Cluster::new(&text)
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.path().join("keyshift.toml")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("keyshift-data")
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keyshift"))
-            .arg("--cluster")
-            .arg(self.file())
-            .args(args)
-            .env_remove("KEYSHIFT_CLUSTER")
-            .output()
-            .expect("run keyshift")
-    }
-
-    /// Runs and requires success, returning stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "keyshift {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    async fn topo(&self) -> std::sync::Arc<dyn keyshift_topo::Topo> {
-        let url = format!("file:{}", self.data_dir().join("topo.db").display());
-        keyshift_topo::open(&url).await.expect("open topo")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.run(&["down", "--timeout", "30s"]);
-        kill_processes_under(self.dir.path());
-    }
-}
-
-/// SIGKILLs every process whose command line mentions `dir`.
-fn kill_processes_under(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-}
 
 type Rows = BTreeMap<i64, String>;
 
