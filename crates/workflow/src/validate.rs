@@ -211,6 +211,41 @@ fn parse_grant(line: &str) -> Option<(Vec<String>, String)> {
     Some((privs, obj.trim().to_string()))
 }
 
+/// Reports what `t`'s user lacks of `needed` (each entry: any one of these
+/// privileges will do) on one shard of one side of the workflow.
+async fn check_privileges(
+    conn: &mut mysql_async::Conn,
+    t: &TabletRecord,
+    side: &str,
+    shard: &str,
+    needed: &[&[&str]],
+    r: &mut ValidationReport,
+) {
+    match grants(conn).await {
+        Ok(g) => {
+            let missing = missing_privileges(&g, &t.database, needed);
+            if !missing.is_empty() {
+                r.add(
+                    None,
+                    "privileges",
+                    format!(
+                        "user `{}` on {side} shard {shard} lacks {}",
+                        t.user,
+                        missing.join(", ")
+                    ),
+                    format!("GRANT {} ON *.* TO '{}'@'%'", missing.join(", "), t.user),
+                );
+            }
+        }
+        Err(e) => r.add(
+            None,
+            "privileges",
+            format!("cannot read the grants on {side} shard {shard}: {e}"),
+            "let the user run SHOW GRANTS",
+        ),
+    }
+}
+
 /// Privileges of `want` not held on database `db` (globally or on `db.*`).
 fn missing_privileges(grants: &[(Vec<String>, String)], db: &str, want: &[&[&str]]) -> Vec<String> {
     let applies = |obj: &str| obj == "*.*" || obj == format!("{db}.*");
@@ -327,38 +362,19 @@ pub(crate) async fn check(
             ),
         }
         check_binlog(&mut conn, &shard.name, &mut r).await;
-        match grants(&mut conn).await {
-            Ok(g) => {
-                let missing = missing_privileges(
-                    &g,
-                    &t.database,
-                    &[
-                        &["SELECT"],
-                        &["REPLICATION SLAVE", "REPLICATION REPLICA"],
-                        &["REPLICATION CLIENT", "BINLOG MONITOR", "SUPER"],
-                    ],
-                );
-                if !missing.is_empty() {
-                    r.add(
-                        None,
-                        "privileges",
-                        format!(
-                            "user `{}` on source shard {} lacks {}",
-                            t.user,
-                            shard.name,
-                            missing.join(", ")
-                        ),
-                        format!("GRANT {} ON *.* TO '{}'@'%'", missing.join(", "), t.user),
-                    );
-                }
-            }
-            Err(e) => r.add(
-                None,
-                "privileges",
-                format!("cannot read the grants on source shard {}: {e}", shard.name),
-                "let the user run SHOW GRANTS",
-            ),
-        }
+        check_privileges(
+            &mut conn,
+            t,
+            "source",
+            &shard.name,
+            &[
+                &["SELECT"],
+                &["REPLICATION SLAVE", "REPLICATION REPLICA"],
+                &["REPLICATION CLIENT", "BINLOG MONITOR", "SUPER"],
+            ],
+            &mut r,
+        )
+        .await;
         let _ = conn.disconnect().await;
     }
 
@@ -553,41 +569,22 @@ pub(crate) async fn check(
                 ),
             }
         }
-        match grants(&mut conn).await {
-            Ok(g) => {
-                let missing = missing_privileges(
-                    &g,
-                    &t.database,
-                    &[
-                        &["CREATE"],
-                        &["ALTER"],
-                        &["INSERT"],
-                        &["UPDATE"],
-                        &["DELETE"],
-                        &["SELECT"],
-                    ],
-                );
-                if !missing.is_empty() {
-                    r.add(
-                        None,
-                        "privileges",
-                        format!(
-                            "user `{}` on target shard {} lacks {}",
-                            t.user,
-                            shard.name,
-                            missing.join(", ")
-                        ),
-                        format!("GRANT {} ON *.* TO '{}'@'%'", missing.join(", "), t.user),
-                    );
-                }
-            }
-            Err(e) => r.add(
-                None,
-                "privileges",
-                format!("cannot read the grants on target shard {}: {e}", shard.name),
-                "let the user run SHOW GRANTS",
-            ),
-        }
+        check_privileges(
+            &mut conn,
+            t,
+            "target",
+            &shard.name,
+            &[
+                &["CREATE"],
+                &["ALTER"],
+                &["INSERT"],
+                &["UPDATE"],
+                &["DELETE"],
+                &["SELECT"],
+            ],
+            &mut r,
+        )
+        .await;
         let _ = conn.disconnect().await;
     }
 
