@@ -133,6 +133,38 @@ fn show_json(c: &Cluster, name: &str) -> serde_json::Value {
     serde_json::from_str(&c.ok(&["workflow", "show", name, "--format", "json"])).expect("show json")
 }
 
+/// Waits (bounded) until the workflow runs and its streams have caught up.
+fn wait_caught_up(c: &Cluster, name: &str, timeout: &str) {
+    c.ok(&[
+        "workflow",
+        "show",
+        name,
+        "--wait-for",
+        "running",
+        "--caught-up",
+        "--timeout",
+        timeout,
+    ]);
+}
+
+/// Waits (bounded) for the workflow to reach `error`; returns its JSON.
+fn wait_for_error(c: &Cluster, name: &str, timeout: &str) -> serde_json::Value {
+    let out = c.run(&[
+        "workflow",
+        "show",
+        name,
+        "--wait-for",
+        "error",
+        "--timeout",
+        timeout,
+        "--format",
+        "json",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(j["state"], "error", "{j}");
+    j
+}
+
 const CREATE: &[&str] = &[
     "workflow",
     "create",
@@ -256,16 +288,7 @@ async fn move_tables_copies_replicates_and_obeys_its_states() {
     )
     .await
     .expect("move rows");
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "60s",
-    ]);
+    wait_caught_up(&c, "move1", "60s");
     converge(&c, Duration::from_secs(30)).await;
 
     let j = show_json(&c, "move1");
@@ -310,16 +333,7 @@ async fn move_tables_copies_replicates_and_obeys_its_states() {
         "a stopped workflow must not replicate"
     );
     c.ok(&["workflow", "start", "move1"]);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "60s",
-    ]);
+    wait_caught_up(&c, "move1", "60s");
     converge(&c, Duration::from_secs(30)).await;
 
     // A second workflow on the same tables is refused.
@@ -389,16 +403,7 @@ async fn kill_9_during_the_copy_resumes_and_loses_nothing() {
     // Writes while keyshift is down.
     load(&c, 50_000, 100).await;
     c.ok(&["up", "--detach"]);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     converge(&c, Duration::from_secs(30)).await;
 }
 
@@ -431,16 +436,7 @@ async fn a_killed_target_puts_the_workflow_in_error_and_retry_completes() {
     let mut args = CREATE.to_vec();
     args.extend(["--max-retries", "0"]);
     c.ok(&args);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     let pid = mariadbd_pid(&c, "0000000200");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid),
@@ -448,19 +444,7 @@ async fn a_killed_target_puts_the_workflow_in_error_and_retry_completes() {
     )
     .expect("kill -9");
     load(&c, 5000, 100).await;
-    let out = c.run(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "error",
-        "--timeout",
-        "60s",
-        "--format",
-        "json",
-    ]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(j["state"], "error", "{j}");
+    let j = wait_for_error(&c, "move1", "60s");
     let reason = j["error"].as_str().unwrap_or_default().to_string();
     assert!(
         reason.contains("-80"),
@@ -474,16 +458,7 @@ async fn a_killed_target_puts_the_workflow_in_error_and_retry_completes() {
         .expect("target back");
     load(&c, 6000, 50).await;
     c.ok(&["workflow", "retry", "move1"]);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     converge(&c, Duration::from_secs(30)).await;
 }
 
@@ -712,16 +687,7 @@ async fn sharded_to_sharded_splits_two_shards_into_four() {
     c.ok(&["demo"]);
     load(&c, 100, 600).await;
     c.ok(CREATE);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     converge(&c, Duration::from_secs(30)).await;
     // There is no `complete` yet: stop move1 and mark it completed in the
     // topo so its tables are free for the next workflow.
@@ -794,16 +760,7 @@ async fn sharded_to_sharded_splits_two_shards_into_four() {
         ]),
         "each source shard streams to the target shards it overlaps"
     );
-    c.ok(&[
-        "workflow",
-        "show",
-        "split4",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "split4", "120s");
 
     // Writes on the source shards after the copy: inserts, updates, deletes.
     for cid in [20_001i64, 20_002, 20_003, 20_004, 20_005, 20_006] {
@@ -881,16 +838,7 @@ async fn a_killed_source_puts_the_workflow_in_error_and_retry_loses_nothing() {
     let mut args = CREATE.to_vec();
     args.extend(["--max-retries", "0"]);
     c.ok(&args);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     // Writes the streams are still applying when the source dies.
     load(&c, 5000, 400).await;
     let pid = mariadbd_pid(&c, "0000000100");
@@ -899,19 +847,7 @@ async fn a_killed_source_puts_the_workflow_in_error_and_retry_loses_nothing() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill -9");
-    let out = c.run(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "error",
-        "--timeout",
-        "60s",
-        "--format",
-        "json",
-    ]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert_eq!(j["state"], "error", "{j}");
+    let j = wait_for_error(&c, "move1", "60s");
     let reason = j["error"].as_str().unwrap_or_default().to_string();
     assert!(
         reason.contains("commerce/0"),
@@ -940,16 +876,7 @@ async fn a_killed_source_puts_the_workflow_in_error_and_retry_loses_nothing() {
         .expect("delete");
     src.disconnect().await.ok();
     c.ok(&["workflow", "retry", "move1"]);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     converge(&c, Duration::from_secs(30)).await;
 }
 
@@ -961,16 +888,7 @@ async fn a_killed_source_is_retried_automatically_and_loses_nothing() {
     load(&c, 100, 300).await;
     // The default retry budget (5 transient retries with backoff).
     c.ok(CREATE);
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     load(&c, 5000, 400).await;
     let pid = mariadbd_pid(&c, "0000000100");
     nix::sys::signal::kill(
@@ -985,16 +903,7 @@ async fn a_killed_source_is_retried_automatically_and_loses_nothing() {
     assert_ne!(mariadbd_pid(&c, "0000000100"), pid, "the node restarted it");
     load(&c, 6000, 50).await;
     // No retry: the controller reconnects to the restarted source itself.
-    c.ok(&[
-        "workflow",
-        "show",
-        "move1",
-        "--wait-for",
-        "running",
-        "--caught-up",
-        "--timeout",
-        "120s",
-    ]);
+    wait_caught_up(&c, "move1", "120s");
     converge(&c, Duration::from_secs(60)).await;
     let j = show_json(&c, "move1");
     assert_eq!(j["state"], "running", "{j}");
