@@ -14,6 +14,7 @@ use keyshift_workflow::{
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+
 /// An error that carries its exit code up to `main`.
 #[derive(Debug)]
 pub struct Exit(pub u8);
@@ -87,6 +88,100 @@ pub enum WorkflowCmd {
     Start { name: String },
     /// Resume a workflow in error from committed progress.
     Retry { name: String },
+    /// Send the tables' traffic to the target: replica reads only, or
+    /// everything (queries are held briefly, never failed).
+    SwitchTraffic {
+        name: String,
+        #[command(flatten)]
+        switch: SwitchArgs,
+    },
+    /// Send traffic back to the source (over the reverse workflow after a
+    /// primary switch, so nothing written on the target is lost).
+    ReverseTraffic {
+        name: String,
+        #[command(flatten)]
+        switch: SwitchArgs,
+    },
+    /// Finish a switched workflow: remove the reverse workflow and routing
+    /// rules, and drop (default), rename or keep the source tables.
+    Complete {
+        name: String,
+        #[arg(long, conflicts_with = "rename_tables")]
+        keep_data: bool,
+        #[arg(long)]
+        rename_tables: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Abandon a workflow whose primaries were not switched: streams and
+    /// target tables are removed, routing rules restored; the source is not
+    /// touched.
+    Cancel {
+        name: String,
+        /// Keep the target tables and their rows.
+        #[arg(long)]
+        keep_data: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct SwitchArgs {
+    /// Only @replica/@rdonly reads.
+    #[arg(long)]
+    replicas_only: bool,
+    /// Refuse when a stream lags more than this.
+    #[arg(long, default_value = "30s", value_parser = crate::humantime_secs)]
+    max_replication_lag_allowed: Duration,
+    /// The switch must finish within this (and within the hold window).
+    #[arg(long, default_value = "30s", value_parser = crate::humantime_secs)]
+    timeout: Duration,
+    /// Longest time queries are held during a primary switch.
+    #[arg(long, default_value = "10s", value_parser = crate::humantime_secs)]
+    hold_window: Duration,
+    /// Queries held at once per gate; more fail at once.
+    #[arg(long, default_value_t = 1000)]
+    max_held_queries: usize,
+    /// Print the steps without doing anything.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+impl SwitchArgs {
+    fn options(&self) -> keyshift_workflow::SwitchOptions {
+        keyshift_workflow::SwitchOptions {
+            replicas_only: self.replicas_only,
+            max_lag: self.max_replication_lag_allowed,
+            timeout: self.timeout,
+            dry_run: self.dry_run,
+            hold_window: self.hold_window,
+            max_queued: self.max_held_queries,
+        }
+    }
+}
+
+fn print_switch(r: &keyshift_workflow::SwitchReport, format: Format) -> Result<()> {
+    if format == Format::Json {
+        return print_json(r);
+    }
+    if r.dry_run {
+        println!("dry run: workflow {} would:", r.workflow);
+        for (i, s) in r.steps.iter().enumerate() {
+            println!("  {}. {s}", i + 1);
+        }
+        return Ok(());
+    }
+    match r.held_ms {
+        Some(h) => println!(
+            "workflow {}: {} (took {} ms; queries held {} ms)",
+            r.workflow, r.state, r.duration_ms, h
+        ),
+        None => println!("workflow {}: {} (took {} ms)", r.workflow, r.state, r.duration_ms),
+    }
+    Ok(())
 }
 
 fn exit_for(e: &WorkflowError) -> u8 {
@@ -274,7 +369,57 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
         WorkflowCmd::Retry { name } => {
             action(keyshift_workflow::retry(topo, &name, Trigger::Cli).await)
         }
+        WorkflowCmd::SwitchTraffic { name, switch } => {
+            let r = keyshift_workflow::switch_traffic(topo, &name, &switch.options(), Trigger::Cli)
+                .await
+                .map_err(fail)?;
+            print_switch(&r, switch.format)
+        }
+        WorkflowCmd::ReverseTraffic { name, switch } => {
+            let r =
+                keyshift_workflow::reverse_traffic(topo, &name, &switch.options(), Trigger::Cli)
+                    .await
+                    .map_err(fail)?;
+            print_switch(&r, switch.format)
+        }
+        WorkflowCmd::Complete {
+            name,
+            keep_data,
+            rename_tables,
+            format,
+        } => {
+            let mode = if keep_data {
+                keyshift_workflow::CompleteMode::KeepData
+            } else if rename_tables {
+                keyshift_workflow::CompleteMode::RenameTables
+            } else {
+                keyshift_workflow::CompleteMode::Drop
+            };
+            let w = keyshift_workflow::complete(topo, &name, mode, Trigger::Cli)
+                .await
+                .map_err(fail)?;
+            finished(&w, format)
+        }
+        WorkflowCmd::Cancel {
+            name,
+            keep_data,
+            format,
+        } => {
+            let w = keyshift_workflow::cancel(topo, &name, keep_data, Trigger::Cli)
+                .await
+                .map_err(fail)?;
+            finished(&w, format)
+        }
     }
+}
+
+fn finished(w: &Workflow, format: Format) -> Result<()> {
+    if format == Format::Json {
+        return print_json(&ShowJson::from(w));
+    }
+    let last = w.events.back().map(|e| e.message.as_str()).unwrap_or("");
+    println!("workflow {}: {} ({last})", w.name, w.state);
+    Ok(())
 }
 
 fn action(r: Result<Workflow, WorkflowError>) -> Result<()> {

@@ -11,6 +11,10 @@
 //! /gate/users/{name}                GateUserRecord
 //! /cluster/next_uid                 u32, the next tablet uid to hand out
 //! /workflows/{name}                 keyshift_workflow::Workflow
+//! /vdiffs/{workflow}                the workflow's VDiff request and report
+//! /gate/holds/{workflow}            HoldRecord (during a traffic switch)
+//! /gate/acks/{workflow}/{gate}      HoldAck
+//! /gate/instances/{gate}            GateInstance (heartbeat)
 //! ```
 
 use keyshift_types::{KeyRange, TabletAlias};
@@ -50,6 +54,94 @@ pub mod keys {
     pub fn workflow(name: &str) -> String {
         format!("/workflows/{name}")
     }
+
+    /// VDiff requests and reports, one per workflow (outside
+    /// [`WORKFLOWS`] so that listing workflows lists only their records).
+    pub const VDIFFS: &str = "/vdiffs/";
+
+    pub fn vdiff(workflow: &str) -> String {
+        format!("/vdiffs/{workflow}")
+    }
+
+    /// Traffic holds the gates obey during a switch (see the gate's
+    /// `holds` module).
+    pub const GATE_HOLDS: &str = "/gate/holds/";
+
+    pub fn gate_hold(workflow: &str) -> String {
+        format!("/gate/holds/{workflow}")
+    }
+
+    /// Live gate instances (heartbeat records), so a switch knows whose
+    /// acknowledgements to wait for.
+    pub const GATE_INSTANCES: &str = "/gate/instances/";
+
+    pub fn gate_instance(id: &str) -> String {
+        format!("/gate/instances/{id}")
+    }
+
+    pub fn gate_acks(workflow: &str) -> String {
+        format!("/gate/acks/{workflow}/")
+    }
+
+    pub fn gate_ack(workflow: &str, gate: &str) -> String {
+        format!("/gate/acks/{workflow}/{gate}")
+    }
+}
+
+/// A traffic switch asks every gate to hold the statements bound for
+/// `keyspaces` (they wait, they do not fail) and to report once nothing is
+/// in flight there: no statement that started earlier, no open
+/// transaction with work on those keyspaces. Removing the record (in the
+/// same topo transaction as the routing change when the switch succeeds)
+/// releases the statements, which are then planned against the new rules.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldRecord {
+    pub workflow: String,
+    /// Unique per attempt, so an acknowledgement of an earlier attempt is
+    /// never mistaken for this one's.
+    pub id: String,
+    pub keyspaces: Vec<String>,
+    /// Unix milliseconds after which gates ignore the hold: a switch that
+    /// died cannot hold traffic beyond its window.
+    pub until_ms: u64,
+    /// Statements held at once per gate; more fail at once with an error.
+    pub max_queued: usize,
+}
+
+/// A gate's answer to a hold: it holds, and nothing is in flight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HoldAck {
+    pub hold_id: String,
+    pub gate: String,
+    pub at_ms: u64,
+}
+
+/// A running gate, refreshed every few seconds, so that a switch knows
+/// which gates must acknowledge its hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateInstance {
+    pub id: String,
+    pub addr: String,
+    pub pid: u32,
+    /// Unix milliseconds of the last heartbeat.
+    pub seen_ms: u64,
+}
+
+/// Gates honour a hold this long past its `until_ms`: the switch commits
+/// before `until_ms`, so only a switch that died is outlived.
+pub const HOLD_GRACE_MS: u64 = 5_000;
+
+/// A gate that has not refreshed its record for this long is presumed
+/// gone and is not waited for.
+pub const GATE_INSTANCE_TTL_MS: u64 = 10_000;
+/// How often gates refresh their instance record.
+pub const GATE_HEARTBEAT_MS: u64 = 2_000;
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod backend;
 pub mod error;
 pub mod executor;
+pub mod holds;
 pub mod packet;
 pub mod params;
 pub mod passthrough;

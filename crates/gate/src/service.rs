@@ -89,10 +89,16 @@ pub struct GateService {
     routing: Arc<Routing>,
     users: Arc<TopoUsers>,
     stop: CancellationToken,
+    /// This gate's instance id in the topo (`/gate/instances/{id}`).
+    id: String,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl GateService {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The bound address (the real port when asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -168,6 +174,7 @@ pub async fn start(
             .map_err(ClusterError::from)?,
     );
 
+    let gate_id = crate::holds::new_gate_id();
     let factory = Arc::new(ExecutorFactory::new(
         routing.clone(),
         ExecutorOptions {
@@ -175,6 +182,7 @@ pub async fn start(
             version_comment: opts.version_comment.clone(),
         },
     ));
+    let activity = factory.activity().clone();
     let gate = Gate::new(
         GateConfig {
             server_version: opts.server_version.clone(),
@@ -187,6 +195,14 @@ pub async fn start(
 
     let stop = cancel.child_token();
     let accept = tokio::spawn(accept_loop(gate, listener, stop.clone()));
+    let holds = tokio::spawn(crate::holds::run(
+        topo.clone(),
+        routing.clone(),
+        activity,
+        gate_id.clone(),
+        addr.to_string(),
+        stop.clone(),
+    ));
     let watcher = tokio::spawn(
         Watcher {
             topo,
@@ -204,7 +220,8 @@ pub async fn start(
         routing,
         users,
         stop,
-        tasks: vec![accept, watcher],
+        id: gate_id,
+        tasks: vec![accept, watcher, holds],
     })
 }
 
@@ -237,6 +254,11 @@ async fn accept_loop(gate: Arc<Gate>, listener: TcpListener, stop: CancellationT
 
 /// Reads everything routing needs from the topo.
 pub async fn read_input(topo: &dyn Topo) -> Result<TopologyInput, ClusterError> {
+    // Holds before the routing rules: a switch lifts its hold in the same
+    // topo transaction that changes the rules, so reading in this order
+    // can pair an old hold with new rules (harmless: still held) but never
+    // a lifted hold with old rules.
+    let holds = crate::holds::read_holds(topo).await?;
     let keyspaces = ops::list_keyspaces(topo).await?;
     let vschemas = ops::all_vschemas(topo).await?;
     let rules = ops::get_routing_rules(topo).await?;
@@ -244,6 +266,7 @@ pub async fn read_input(topo: &dyn Topo) -> Result<TopologyInput, ClusterError> 
     let mut input = TopologyInput {
         rules,
         tablets,
+        holds,
         ..TopologyInput::default()
     };
     for ks in keyspaces {
@@ -265,11 +288,12 @@ pub async fn read_input(topo: &dyn Topo) -> Result<TopologyInput, ClusterError> 
     Ok(input)
 }
 
-const WATCHED: [&str; 4] = [
+const WATCHED: [&str; 5] = [
     keys::KEYSPACES,
     keys::TABLETS,
     keys::ROUTING_RULES,
     keys::GATE_USERS,
+    keys::GATE_HOLDS,
 ];
 
 /// After a failed rebuild or watch, how long before trying again.

@@ -28,6 +28,6 @@ pub use rows::{ChangeKind, Row, RowChange};
 pub use snapshot::{Snapshot, consistent_snapshot};
 pub use stream::{
     OnDdl, StreamError, StreamExit, StreamProgress, StreamSpec, StreamState, TableProgress,
-    TableSpec, run_stream,
+    TableSpec, committed_position, forget_stream, run_stream, start_at,
 };
 pub use value::{APPLIER_SESSION_SQL, Value};

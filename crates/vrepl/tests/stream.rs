@@ -239,6 +239,7 @@ fn spec(env: &Env, target: usize, range: &str, tables: Vec<TableSpec>) -> Stream
         copy_cycle: Duration::from_millis(400),
         on_ddl: OnDdl::Stop,
         stop_after_copy: false,
+        stop_position: None,
     }
 }
 

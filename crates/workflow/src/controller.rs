@@ -230,11 +230,7 @@ async fn run_workflow(
 /// What a stream task reports when it ends.
 type StreamEnd = (usize, Result<StreamExit, String>);
 
-struct Resolved {
-    shards: HashMap<String, ShardRecord>,
-}
-
-async fn primary_of(topo: &dyn Topo, ks: &str, shard: &str) -> Result<TabletRecord, String> {
+pub(crate) async fn primary_of(topo: &dyn Topo, ks: &str, shard: &str) -> Result<TabletRecord, String> {
     let s = topo
         .get_json::<ShardRecord>(&keys::shard(ks, shard))
         .await
@@ -258,59 +254,7 @@ async fn drive(
     let w = crate::ops::show(topo, name)
         .await
         .map_err(|e| e.to_string())?;
-    let target_shards = Resolved {
-        shards: ops::list_shards(topo, &w.target_keyspace)
-            .await
-            .map_err(|e| format!("listing the target's shards: {e}"))?
-            .into_iter()
-            .map(|s| (s.name.clone(), s))
-            .collect(),
-    };
-    let sharded = ops::get_keyspace(topo, &w.target_keyspace)
-        .await
-        .map(|k| k.sharded)
-        .unwrap_or(false)
-        || target_shards.shards.len() > 1;
-    let vschema = ops::get_vschema(topo, &w.target_keyspace)
-        .await
-        .map_err(|e| format!("reading the target's VSchema: {e}"))?;
-    let mut tables = Vec::new();
-    for t in &w.tables {
-        let vindex = if sharded {
-            let def = vschema
-                .tables
-                .get(&t.name)
-                .and_then(|d| d.column_vindexes.first())
-                .ok_or_else(|| {
-                    format!(
-                        "table `{}` has no primary vindex in the VSchema of `{}`",
-                        t.name, w.target_keyspace
-                    )
-                })?;
-            let col = def
-                .column_names()
-                .first()
-                .map(|c| c.to_string())
-                .ok_or_else(|| format!("the primary vindex of `{}` names no column", t.name))?;
-            let vdef = vschema.vindexes.get(&def.name).ok_or_else(|| {
-                format!(
-                    "vindex `{}` is not defined in `{}`",
-                    def.name, w.target_keyspace
-                )
-            })?;
-            let v =
-                keyshift_vindex::new_vindex(&vdef.kind, &vdef.params).map_err(|e| e.to_string())?;
-            Some((col, v))
-        } else {
-            None
-        };
-        tables.push(TableSpec {
-            name: t.name.clone(),
-            pk_columns: t.pk_columns.clone(),
-            vindex,
-        });
-    }
-
+    let (tables, key_ranges) = table_specs(topo, &w).await?;
     if w.state == State::Pending {
         update(topo, name, generation, |w| {
             w.enter(State::Copying, Trigger::Controller, "streams started")
@@ -325,10 +269,9 @@ async fn drive(
     for (i, s) in w.streams.iter().enumerate() {
         let (tx, rx) = watch::channel(StreamProgress::default());
         receivers.push(rx);
-        let key_range = target_shards
-            .shards
+        let key_range = key_ranges
             .get(&s.target_shard)
-            .map(|sh| sh.key_range.clone())
+            .cloned()
             .ok_or_else(|| format!("target shard {} no longer exists", s.target_shard))?;
         let job = StreamJob {
             workflow: w.clone(),
@@ -573,34 +516,12 @@ async fn stream_task(
     let mut attempt: u32 = 0;
     loop {
         let started = Instant::now();
-        let resolved = async {
-            let src = primary_of(topo, &w.source_keyspace, &s.source_shard).await?;
-            let tgt = primary_of(topo, &w.target_keyspace, &s.target_shard).await?;
-            Ok::<_, String>((src, tgt))
-        }
-        .await;
-        let (err, transient) = match resolved {
+        let (err, transient) = match stream_spec(topo, w, s, &job.tables, &job.key_range).await {
             Err(e) => (e, true),
-            Ok((src, tgt)) => {
-                let spec = StreamSpec {
-                    id: s.id,
-                    workflow: w.name.clone(),
-                    source: src.endpoint(),
-                    source_db: src.database.clone(),
-                    target: tgt.endpoint(),
-                    target_db: tgt.database.clone(),
-                    tables: job.tables.clone(),
-                    key_range: job.key_range.clone(),
-                    copy_batch_rows: w.options.copy_batch_rows.max(1),
-                    copy_cycle: Duration::from_millis(w.options.copy_cycle_ms.max(100)),
-                    on_ddl: w.options.on_ddl.into(),
-                    stop_after_copy: w.options.stop_after_copy && !w.copy_done,
-                };
-                match run_stream(spec, cancel.clone(), progress.clone()).await {
-                    Ok(exit) => return Ok(exit),
-                    Err(e) => (e.to_string(), e.is_transient()),
-                }
-            }
+            Ok(spec) => match run_stream(spec, cancel.clone(), progress.clone()).await {
+                Ok(exit) => return Ok(exit),
+                Err(e) => (e.to_string(), e.is_transient()),
+            },
         };
         if cancel.is_cancelled() {
             return Ok(StreamExit::Cancelled);
@@ -624,6 +545,96 @@ async fn stream_task(
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// The stream engine's view of a workflow's tables (with the target's
+/// primary vindexes when it is sharded) and the target shards' key ranges.
+pub async fn table_specs(
+    topo: &dyn Topo,
+    w: &Workflow,
+) -> Result<(Vec<TableSpec>, HashMap<String, keyshift_types::KeyRange>), String> {
+    let target_shards: HashMap<String, ShardRecord> = ops::list_shards(topo, &w.target_keyspace)
+        .await
+        .map_err(|e| format!("listing the target's shards: {e}"))?
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect();
+    let sharded = ops::get_keyspace(topo, &w.target_keyspace)
+        .await
+        .map(|k| k.sharded)
+        .unwrap_or(false)
+        || target_shards.len() > 1;
+    let vschema = ops::get_vschema(topo, &w.target_keyspace)
+        .await
+        .map_err(|e| format!("reading the VSchema of `{}`: {e}", w.target_keyspace))?;
+    let mut tables = Vec::new();
+    for t in &w.tables {
+        let vindex = if sharded {
+            let def = vschema
+                .tables
+                .get(&t.name)
+                .and_then(|d| d.column_vindexes.first())
+                .ok_or_else(|| {
+                    format!(
+                        "table `{}` has no primary vindex in the VSchema of `{}`",
+                        t.name, w.target_keyspace
+                    )
+                })?;
+            let col = def
+                .column_names()
+                .first()
+                .map(|c| c.to_string())
+                .ok_or_else(|| format!("the primary vindex of `{}` names no column", t.name))?;
+            let vdef = vschema.vindexes.get(&def.name).ok_or_else(|| {
+                format!(
+                    "vindex `{}` is not defined in `{}`",
+                    def.name, w.target_keyspace
+                )
+            })?;
+            let v =
+                keyshift_vindex::new_vindex(&vdef.kind, &vdef.params).map_err(|e| e.to_string())?;
+            Some((col, v))
+        } else {
+            None
+        };
+        tables.push(TableSpec {
+            name: t.name.clone(),
+            pk_columns: t.pk_columns.clone(),
+            vindex,
+        });
+    }
+    let ranges = target_shards
+        .into_iter()
+        .map(|(n, s)| (n, s.key_range))
+        .collect();
+    Ok((tables, ranges))
+}
+
+/// The spec of one of `w`'s streams, with its shards' current primaries.
+pub async fn stream_spec(
+    topo: &dyn Topo,
+    w: &Workflow,
+    s: &StreamRecord,
+    tables: &[TableSpec],
+    key_range: &keyshift_types::KeyRange,
+) -> Result<StreamSpec, String> {
+    let src = primary_of(topo, &w.source_keyspace, &s.source_shard).await?;
+    let tgt = primary_of(topo, &w.target_keyspace, &s.target_shard).await?;
+    Ok(StreamSpec {
+        id: s.id,
+        workflow: w.name.clone(),
+        source: src.endpoint(),
+        source_db: src.database.clone(),
+        target: tgt.endpoint(),
+        target_db: tgt.database.clone(),
+        tables: tables.to_vec(),
+        key_range: key_range.clone(),
+        copy_batch_rows: w.options.copy_batch_rows.max(1),
+        copy_cycle: Duration::from_millis(w.options.copy_cycle_ms.max(100)),
+        on_ddl: w.options.on_ddl.into(),
+        stop_after_copy: w.options.stop_after_copy && !w.copy_done,
+        stop_position: None,
+    })
 }
 
 /// Adds the secondary keys left out during the copy on every target shard.

@@ -167,7 +167,16 @@ impl Action {
     /// the state table already so the table is reviewed once, but are not
     /// offered until they exist.
     pub fn implemented(self) -> bool {
-        matches!(self, Action::Stop | Action::Start | Action::Retry)
+        matches!(
+            self,
+            Action::Stop
+                | Action::Start
+                | Action::Retry
+                | Action::SwitchTraffic
+                | Action::ReverseTraffic
+                | Action::Complete
+                | Action::Cancel
+        )
     }
 }
 
@@ -308,6 +317,16 @@ impl Default for Options {
     }
 }
 
+/// Who holds a workflow's streams, and until when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// "vdiff", "switch-traffic"...: shown to users, and only the holder
+    /// lifts its own pause.
+    pub by: String,
+    /// Unix milliseconds.
+    pub until_ms: u64,
+}
+
 /// When a phase was entered and by whom.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseStamp {
@@ -418,6 +437,15 @@ pub struct Workflow {
     /// once it returns nothing more is applied to the targets.
     #[serde(default)]
     pub streams_active: bool,
+    /// Set while VDiff or a traffic switch holds the streams: they do not
+    /// run while it is set and unexpired. It expires so that a holder that
+    /// crashed cannot leave the workflow paused for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
+    /// Set on a reverse workflow (created by switch-traffic): the forward
+    /// workflow it belongs to, through which it is operated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse_of: Option<String>,
     /// Free-form details for later workflow types.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -473,6 +501,12 @@ impl Workflow {
     pub fn should_run(&self) -> bool {
         self.desired == Desired::Running
             && matches!(self.state, State::Pending | State::Copying | State::Running)
+            && !self.is_paused()
+    }
+
+    /// Whether an unexpired pause holds the streams.
+    pub fn is_paused(&self) -> bool {
+        self.paused.as_ref().is_some_and(|p| p.until_ms > now_ms())
     }
 
     /// The largest lag over streams, when every stream reports one.
@@ -507,12 +541,15 @@ mod tests {
 
     #[test]
     fn reserved_actions_are_not_offered() {
-        assert_eq!(allowed_actions(State::Running), vec![Action::Stop]);
+        assert!(!allowed_actions(State::Running).contains(&Action::VerifyData));
         assert_eq!(
             allowed_actions(State::Error),
-            vec![Action::Retry, Action::Stop]
+            vec![Action::Retry, Action::Stop, Action::Cancel]
         );
-        assert_eq!(allowed_actions(State::Stopped), vec![Action::Start]);
+        assert_eq!(
+            allowed_actions(State::SwitchedPrimaries),
+            vec![Action::ReverseTraffic, Action::Complete]
+        );
         assert!(allowed_actions(State::Completed).is_empty());
     }
 

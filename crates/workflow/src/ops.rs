@@ -104,6 +104,8 @@ pub async fn create(topo: &dyn Topo, req: &CreateRequest) -> Result<Workflow> {
         copy_done: false,
         generation: 0,
         streams_active: false,
+        paused: None,
+        reverse_of: None,
         extra: Default::default(),
     };
     w.event(
@@ -288,6 +290,11 @@ async fn act(
     let r = topo
         .update_json::<Workflow, _, WorkflowError>(&key, |cur| {
             let mut w = cur.ok_or_else(|| WorkflowError::NotFound(name.to_string()))?;
+            if let Some(of) = &w.reverse_of {
+                return Err(WorkflowError::Server(format!(
+                    "workflow `{name}` is the reverse of `{of}`; run {action} on `{of}`"
+                )));
+            }
             let allowed = allowed_actions(w.state);
             if !allowed.contains(&action) {
                 return Err(WorkflowError::NotAllowed {

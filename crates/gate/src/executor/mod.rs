@@ -48,6 +48,16 @@
 //! it at its next execution. `@replica` / `@rdonly` sessions use a replica of
 //! each shard when the shard has one and its primary otherwise.
 //!
+//! # Traffic holds
+//!
+//! During a traffic switch the topology carries a hold on the keyspace
+//! being switched away from. A statement bound for it waits (bounded by the
+//! hold's window and queue size) until a topology without the hold is
+//! installed, then is planned again — against the new routing rules, which
+//! arrive in the same topo transaction that lifts the hold. A session whose
+//! open transaction already did work on that keyspace is not held: it must
+//! finish where it began, and the switch waits for it (see [`Activity`]).
+//!
 //! # Fast path
 //!
 //! A plan for one shard with nothing to merge is forwarded raw: result
@@ -63,7 +73,9 @@ mod sequence;
 mod session;
 mod topology;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -98,6 +110,73 @@ pub(crate) struct Shared {
     pub routing: Arc<Routing>,
     pub sequences: sequence::Sequences,
     pub options: ExecutorOptions,
+    pub activity: Arc<Activity>,
+}
+
+/// What the gate's sessions are doing, as a traffic hold needs to know it:
+/// open transactions with work per keyspace, and statements waiting on a
+/// hold.
+#[derive(Default)]
+pub struct Activity {
+    open_tx: Mutex<HashMap<Arc<str>, usize>>,
+    queued: AtomicUsize,
+}
+
+impl Activity {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
+        match self.open_tx.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    pub(crate) fn tx_opened(&self, keyspace: &Arc<str>) {
+        *self.lock().entry(keyspace.clone()).or_insert(0) += 1;
+    }
+
+    pub(crate) fn tx_closed(&self, keyspace: &Arc<str>) {
+        let mut m = self.lock();
+        if let Some(n) = m.get_mut(keyspace) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(keyspace);
+            }
+        }
+    }
+
+    /// Sessions with an open transaction that did work on one of
+    /// `keyspaces`.
+    pub fn open_transactions(&self, keyspaces: &[String]) -> usize {
+        let m = self.lock();
+        keyspaces
+            .iter()
+            .map(|k| m.get(k.as_str()).copied().unwrap_or(0))
+            .sum()
+    }
+
+    /// Statements waiting on a hold right now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// A place in the hold queue, or `None` when `max` are waiting.
+    pub(crate) fn enqueue(self: &Arc<Self>, max: usize) -> Option<QueueSlot> {
+        let prev = self.queued.fetch_add(1, Ordering::AcqRel);
+        if prev >= max {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(QueueSlot(self.clone()))
+    }
+}
+
+/// Leaves the hold queue when dropped.
+pub(crate) struct QueueSlot(Arc<Activity>);
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Makes a [`Session`] per client over the shared routing state.
@@ -112,12 +191,17 @@ impl ExecutorFactory {
                 routing,
                 sequences: sequence::Sequences::default(),
                 options,
+                activity: Arc::new(Activity::default()),
             }),
         }
     }
 
     pub fn routing(&self) -> &Arc<Routing> {
         &self.shared.routing
+    }
+
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.shared.activity
     }
 }
 

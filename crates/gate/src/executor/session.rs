@@ -99,6 +99,26 @@ pub struct Session {
     /// shared, so they never use the flag; the count comes from the
     /// backend's "Rows matched" info instead.
     found_rows: bool,
+    /// Keyspaces where this session has an open transaction with work, as
+    /// last reported to [`super::Activity`].
+    tx_keyspaces: Vec<Arc<str>>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        for k in &self.tx_keyspaces {
+            self.shared.activity.tx_closed(k);
+        }
+    }
+}
+
+/// The keyspace a plan sends work to, if it reaches tablets.
+fn plan_keyspace(plan: &Plan) -> Option<&str> {
+    match plan {
+        Plan::Route(r) => Some(&r.keyspace),
+        Plan::Insert(i) => Some(&i.keyspace),
+        _ => None,
+    }
 }
 
 fn route_err(e: RouteError) -> GateError {
@@ -188,9 +208,91 @@ impl Session {
             last_insert_id: 0,
             last_tablet: None,
             found_rows,
+            tx_keyspaces: Vec::new(),
         }
     }
 
+    /// Reports to [`super::Activity`] which keyspaces this session has an
+    /// open transaction on, after every statement.
+    fn sync_tx(&mut self) {
+        if self.held.is_empty() && self.tx_keyspaces.is_empty() {
+            return;
+        }
+        let mut now: Vec<Arc<str>> = Vec::new();
+        for h in &self.held {
+            if h.conn.in_transaction() && !now.contains(&h.keyspace) {
+                now.push(h.keyspace.clone());
+            }
+        }
+        if now == self.tx_keyspaces {
+            return;
+        }
+        for k in &now {
+            if !self.tx_keyspaces.contains(k) {
+                self.shared.activity.tx_opened(k);
+            }
+        }
+        for k in &self.tx_keyspaces {
+            if !now.contains(k) {
+                self.shared.activity.tx_closed(k);
+            }
+        }
+        self.tx_keyspaces = now;
+    }
+
+    /// The hold a statement for `keyspace` must wait on (see the module doc
+    /// of [`crate::executor`]); none when the session's open transaction
+    /// already works there.
+    fn hold_for(
+        &self,
+        topo: &Topology,
+        keyspace: &str,
+    ) -> Option<Arc<keyshift_cluster::model::HoldRecord>> {
+        let hold = topo.hold_on(keyspace)?;
+        if self.tx_keyspaces.iter().any(|k| &**k == keyspace) {
+            return None;
+        }
+        Some(hold.clone())
+    }
+}
+
+/// Waits until `hold` is lifted (or its window ends). `Ok(true)`: the
+/// topology changed meanwhile and the statement must be planned again.
+async fn wait_for_release(
+    shared: Arc<Shared>,
+    topo: &mut Arc<Topology>,
+    hold: Arc<keyshift_cluster::model::HoldRecord>,
+) -> Result<bool, GateError> {
+    {
+        let keyspace = hold.keyspaces.join(", ");
+        let Some(_slot) = shared.activity.enqueue(hold.max_queued) else {
+            return Err(GateError::internal(format!(
+                "keyspace {keyspace} is switching traffic (workflow {}) and {} statements are already waiting; try again",
+                hold.workflow, hold.max_queued
+            )));
+        };
+        let mut rx = shared.routing.subscribe();
+        loop {
+            let latest = shared.routing.current();
+            if !Arc::ptr_eq(&latest, topo) {
+                *topo = latest;
+                return Ok(true);
+            }
+            let left = (hold.until_ms + keyshift_cluster::model::HOLD_GRACE_MS)
+                .saturating_sub(keyshift_cluster::model::now_ms());
+            if left == 0 {
+                // The switch's window is over: it has given up.
+                return Ok(false);
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return Ok(false) },
+                _ = tokio::time::sleep(std::time::Duration::from_millis(left)) => {}
+            }
+        }
+    }
+}
+
+impl Session {
     /// Affected rows as this client counts them.
     fn affected(&self, res: &QueryResult) -> u64 {
         if self.found_rows {
@@ -900,8 +1002,66 @@ impl Session {
 #[async_trait]
 impl SessionHandler for Session {
     async fn query(&mut self, sql: &str, out: &mut Response<'_>) -> Result<(), GateError> {
-        let topo = self.shared.routing.current();
-        let plan = self.plan(&topo, sql)?;
+        let r = self.query_inner(sql, out).await;
+        self.sync_tx();
+        r
+    }
+
+    async fn prepare(&mut self, stmt: StmtId, sql: &str) -> Result<PreparedMeta, GateError> {
+        self.prepare_inner(stmt, sql).await
+    }
+
+    async fn execute(
+        &mut self,
+        stmt: StmtId,
+        params: &[Param<'_>],
+        out: &mut Response<'_>,
+    ) -> Result<(), GateError> {
+        let r = self.execute_inner(stmt, params, out).await;
+        self.sync_tx();
+        r
+    }
+
+    async fn close_stmt(&mut self, stmt: StmtId) {
+        self.close_stmt_inner(stmt).await
+    }
+
+    async fn field_list(&mut self, table: &str, wildcard: &str) -> Result<Vec<Column>, GateError> {
+        self.field_list_inner(table, wildcard).await
+    }
+
+    async fn init_db(&mut self, db: &str) -> Result<(), GateError> {
+        self.init_db_inner(db).await
+    }
+
+    async fn reset(&mut self) -> Result<(), GateError> {
+        let r = self.reset_inner().await;
+        self.sync_tx();
+        r
+    }
+
+    fn status_flags(&self) -> u16 {
+        self.status_flags_inner()
+    }
+
+    async fn on_disconnect(&mut self) {
+        self.release_all().await;
+        self.stmts.clear();
+        self.sync_tx();
+    }
+}
+
+impl Session {
+    async fn query_inner(&mut self, sql: &str, out: &mut Response<'_>) -> Result<(), GateError> {
+        let mut topo = self.shared.routing.current();
+        let plan = loop {
+            let plan = self.plan(&topo, sql)?;
+            let hold = plan_keyspace(&plan).and_then(|ks| self.hold_for(&topo, ks));
+            match hold {
+                Some(h) if wait_for_release(self.shared.clone(), &mut topo, h.clone()).await? => continue,
+                _ => break plan,
+            }
+        };
         match &*plan {
             Plan::Route(r) => {
                 let b = r.bind(&[]).map_err(route_err)?;
@@ -912,7 +1072,7 @@ impl SessionHandler for Session {
         }
     }
 
-    async fn prepare(&mut self, stmt: StmtId, sql: &str) -> Result<PreparedMeta, GateError> {
+    async fn prepare_inner(&mut self, stmt: StmtId, sql: &str) -> Result<PreparedMeta, GateError> {
         let topo = self.shared.routing.current();
         let plan = self.plan(&topo, sql)?;
         let sc = shortcut(&topo, &plan, sql);
@@ -973,14 +1133,21 @@ impl SessionHandler for Session {
         Ok(meta)
     }
 
-    async fn execute(
+    async fn execute_inner(
         &mut self,
         stmt: StmtId,
         params: &[Param<'_>],
         out: &mut Response<'_>,
     ) -> Result<(), GateError> {
-        let topo = self.shared.routing.current();
-        let (sql, pp) = self.prepared_plan(&topo, stmt)?;
+        let mut topo = self.shared.routing.current();
+        let (sql, pp) = loop {
+            let (sql, pp) = self.prepared_plan(&topo, stmt)?;
+            let hold = plan_keyspace(&pp.plan).and_then(|ks| self.hold_for(&topo, ks));
+            match hold {
+                Some(h) if wait_for_release(self.shared.clone(), &mut topo, h.clone()).await? => continue,
+                _ => break (sql, pp),
+            }
+        };
         match &*pp.plan {
             Plan::Route(r) => {
                 let exec = Exec { sql: &sql, params };
@@ -1015,13 +1182,17 @@ impl SessionHandler for Session {
         }
     }
 
-    async fn close_stmt(&mut self, stmt: StmtId) {
+    async fn close_stmt_inner(&mut self, stmt: StmtId) {
         // the backend statement stays cached on its connection for the next
         // client that prepares the same text
         self.stmts.remove(&stmt);
     }
 
-    async fn field_list(&mut self, table: &str, wildcard: &str) -> Result<Vec<Column>, GateError> {
+    async fn field_list_inner(
+        &mut self,
+        table: &str,
+        wildcard: &str,
+    ) -> Result<Vec<Column>, GateError> {
         let topo = self.shared.routing.current();
         let Some(ks) = self.keyspace.clone() else {
             return Err(route_err(RouteError::NoDatabaseSelected));
@@ -1033,7 +1204,7 @@ impl SessionHandler for Session {
         r.map_err(|e| backend_err(&ks, &shard, e))
     }
 
-    async fn init_db(&mut self, db: &str) -> Result<(), GateError> {
+    async fn init_db_inner(&mut self, db: &str) -> Result<(), GateError> {
         let topo = self.shared.routing.current();
         let (ks, tt) = use_target(topo.snapshot(), db).map_err(route_err)?;
         self.keyspace = Some(ks);
@@ -1041,7 +1212,7 @@ impl SessionHandler for Session {
         Ok(())
     }
 
-    async fn reset(&mut self) -> Result<(), GateError> {
+    async fn reset_inner(&mut self) -> Result<(), GateError> {
         self.release_all().await;
         self.sets.clear();
         self.stmts.clear();
@@ -1051,7 +1222,7 @@ impl SessionHandler for Session {
         Ok(())
     }
 
-    fn status_flags(&self) -> u16 {
+    fn status_flags_inner(&self) -> u16 {
         let mut s = 0;
         if self.autocommit {
             s |= AUTOCOMMIT;
@@ -1062,10 +1233,6 @@ impl SessionHandler for Session {
         s
     }
 
-    async fn on_disconnect(&mut self) {
-        self.release_all().await;
-        self.stmts.clear();
-    }
 }
 
 #[cfg(test)]

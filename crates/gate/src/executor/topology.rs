@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use keyshift_cluster::model::{TabletRecord, TabletRole};
+use keyshift_cluster::model::{HOLD_GRACE_MS, HoldRecord, TabletRecord, TabletRole, now_ms};
 use keyshift_router::{KeyspaceSpec, Snapshot, SnapshotError, TabletType};
 use keyshift_topo::Revision;
 use keyshift_vschema::RoutingRules;
@@ -38,11 +38,30 @@ struct ShardTablets {
 pub struct Topology {
     snapshot: Arc<Snapshot>,
     shards: HashMap<String, HashMap<String, ShardTablets>>,
+    /// Traffic holds by keyspace (see [`HoldRecord`]). They travel with the
+    /// routing rules they were read with, so a released statement is
+    /// always planned against rules at least as new as the release.
+    holds: HashMap<String, Arc<HoldRecord>>,
 }
 
 impl Topology {
     pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
+    }
+
+    /// The unexpired hold on `keyspace`, if any. Cheap when there is none.
+    pub fn hold_on(&self, keyspace: &str) -> Option<&Arc<HoldRecord>> {
+        if self.holds.is_empty() {
+            return None;
+        }
+        self.holds
+            .get(keyspace)
+            .filter(|h| h.until_ms + HOLD_GRACE_MS > now_ms())
+    }
+
+    /// Every hold this topology carries, expired or not.
+    pub fn holds(&self) -> impl Iterator<Item = &Arc<HoldRecord>> {
+        self.holds.values()
     }
 
     /// The tablet serving `keyspace`/`shard` for `tablet_type`. Replica and
@@ -89,6 +108,7 @@ pub struct TopologyInput {
     pub rules: RoutingRules,
     pub shards: Vec<ShardInput>,
     pub tablets: Vec<TabletRecord>,
+    pub holds: Vec<HoldRecord>,
 }
 
 /// Timeouts every backend connection gets.
@@ -204,9 +224,17 @@ impl TopologyBuilder {
             }
         }
         self.pools.retain(|alias, _| live.contains(alias));
+        let mut holds = HashMap::new();
+        for h in input.holds {
+            let h = Arc::new(h);
+            for ks in &h.keyspaces {
+                holds.insert(ks.clone(), h.clone());
+            }
+        }
         Ok(Topology {
             snapshot: Arc::new(snapshot),
             shards,
+            holds,
         })
     }
 }
@@ -216,6 +244,11 @@ impl TopologyBuilder {
 pub struct Routing {
     current: RwLock<Arc<Topology>>,
     applied: watch::Sender<Revision>,
+    /// Topologies replaced but perhaps still used by a running statement:
+    /// each statement keeps the `Arc` it started with, so once all of
+    /// these are gone, every statement that started before the current
+    /// topology has ended (what a traffic hold waits for).
+    replaced: Mutex<Vec<Weak<Topology>>>,
 }
 
 impl Routing {
@@ -223,7 +256,24 @@ impl Routing {
         Routing {
             current: RwLock::new(Arc::new(initial)),
             applied: watch::Sender::new(revision),
+            replaced: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Whether a statement that started on an earlier topology is still
+    /// running.
+    pub fn earlier_statements_running(&self) -> bool {
+        let mut r = match self.replaced.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        r.retain(|w| w.strong_count() > 0);
+        !r.is_empty()
+    }
+
+    /// Notified whenever a new topology is installed.
+    pub fn subscribe(&self) -> watch::Receiver<Revision> {
+        self.applied.subscribe()
     }
 
     /// The topology for the next statement.
@@ -238,10 +288,21 @@ impl Routing {
     /// started with.
     pub fn install(&self, t: Topology, revision: Revision) {
         let t = Arc::new(t);
-        match self.current.write() {
-            Ok(mut g) => *g = t,
-            Err(poisoned) => *poisoned.into_inner() = t,
+        let old = match self.current.write() {
+            Ok(mut g) => std::mem::replace(&mut *g, t),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), t),
+        };
+        {
+            let mut r = match self.replaced.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            r.retain(|w| w.strong_count() > 0);
+            if Arc::strong_count(&old) > 1 {
+                r.push(Arc::downgrade(&old));
+            }
         }
+        drop(old);
         self.applied.send_if_modified(|r| {
             if revision > *r {
                 *r = revision;

@@ -56,7 +56,7 @@ pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
                 });
             }
             tracing::debug!(stream = ctx.spec.id, from = %q, to = %p, table = %first, "copy catch-up");
-            if ctx.replay(q, Some(&p)).await? == Replayed::Cancelled {
+            if ctx.replay(q, Some(&p), true).await? == Replayed::Cancelled {
                 return Ok(false);
             }
             // A DDL during the catch-up may have changed the tables.

@@ -174,6 +174,10 @@ pub struct StreamSpec {
     pub on_ddl: OnDdl,
     /// End with [`StreamExit::CopyCompleted`] instead of replicating.
     pub stop_after_copy: bool,
+    /// Replicate up to exactly this source position, commit it and end with
+    /// [`StreamExit::ReachedStop`]: how VDiff and switch-traffic bring a
+    /// target to a known point. Only for streams that finished their copy.
+    pub stop_position: Option<Position>,
 }
 
 /// The stream's phase, as the workflow shows it.
@@ -248,6 +252,8 @@ pub enum StreamExit {
     Cancelled,
     /// `stop_after_copy` and every table is copied.
     CopyCompleted,
+    /// The committed position is the spec's `stop_position`.
+    ReachedStop,
 }
 
 /// Why a stream stopped.
@@ -349,7 +355,7 @@ pub async fn run_stream(
     let result = run(spec, cancel, &progress).await;
     match &result {
         Ok(StreamExit::Cancelled) => {}
-        Ok(StreamExit::CopyCompleted) => {
+        Ok(StreamExit::CopyCompleted | StreamExit::ReachedStop) => {
             progress.send_modify(|p| p.state = StreamState::Stopped);
         }
         Err(e) => {
@@ -374,6 +380,103 @@ pub async fn run_stream(
         }
     }
     result
+}
+
+/// The committed source position of stream `id` on `target`; `None` when
+/// the stream has committed nothing (or does not exist there).
+pub async fn committed_position(
+    target: &Endpoint,
+    id: u64,
+) -> Result<Option<Position>, StreamError> {
+    let tgt_err = |during: &'static str| {
+        let endpoint = endpoint_name(target);
+        move |err| StreamError::Target {
+            endpoint,
+            during,
+            err,
+        }
+    };
+    let mut c = target.connect().await.map_err(tgt_err("connecting"))?;
+    let r = sidecar::read_position(&mut c)
+        .await
+        .map_err(tgt_err("reading stream progress"))
+        .and_then(|f| f(id).map_err(|detail| StreamError::Progress { id, detail }));
+    let _ = c.disconnect().await;
+    r
+}
+
+/// Makes stream `id` on `target` one that has copied every table and
+/// continues from `position`: a reverse stream created at the switch, or a
+/// forward stream resumed after switching back. Takes the stream's applier
+/// lock first (ending any old applier), so nothing else writes meanwhile.
+pub async fn start_at(
+    target: &Endpoint,
+    id: u64,
+    workflow: &str,
+    source_desc: &str,
+    tables: &[String],
+    position: &Position,
+) -> Result<(), StreamError> {
+    let tgt_err = |during: &'static str| {
+        let endpoint = endpoint_name(target);
+        move |err| StreamError::Target {
+            endpoint,
+            during,
+            err,
+        }
+    };
+    let mut c = target.connect().await.map_err(tgt_err("connecting"))?;
+    sidecar::take_stream_lock(&mut c, id)
+        .await
+        .map_err(tgt_err("taking the stream's applier lock"))?
+        .map_err(|detail| StreamError::Busy { id, detail })?;
+    sidecar::load_or_create(&mut c, id, workflow, source_desc, tables)
+        .await
+        .map_err(tgt_err("creating stream progress"))?
+        .map_err(|detail| StreamError::Progress { id, detail })?;
+    let mut sql = String::from("START TRANSACTION;\n");
+    sql.push_str(&sidecar::all_done_sql(id));
+    sql.push_str(";\n");
+    sql.push_str(&position_sql(id, position, 0, StreamState::Running.as_str()));
+    sql.push_str(";\nCOMMIT");
+    c.query_drop(sql)
+        .await
+        .map_err(tgt_err("recording the stream's start position"))?;
+    let _ = c.disconnect().await;
+    Ok(())
+}
+
+/// Removes stream `id`'s progress from `target` (cancel, complete). Ends
+/// any applier still running first. Idempotent.
+pub async fn forget_stream(target: &Endpoint, id: u64) -> Result<(), StreamError> {
+    let tgt_err = |during: &'static str| {
+        let endpoint = endpoint_name(target);
+        move |err| StreamError::Target {
+            endpoint,
+            during,
+            err,
+        }
+    };
+    let mut c = target.connect().await.map_err(tgt_err("connecting"))?;
+    let exists: Option<String> = c
+        .query_first(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '_keyshift'",
+        )
+        .await
+        .map_err(tgt_err("looking for the sidecar schema"))?;
+    if exists.is_some() {
+        sidecar::take_stream_lock(&mut c, id)
+            .await
+            .map_err(tgt_err("taking the stream's applier lock"))?
+            .map_err(|detail| StreamError::Busy { id, detail })?;
+        for sql in sidecar::forget_sql(id) {
+            c.query_drop(sql)
+                .await
+                .map_err(tgt_err("removing stream progress"))?;
+        }
+    }
+    let _ = c.disconnect().await;
+    Ok(())
 }
 
 /// A stream's working state.
@@ -497,6 +600,12 @@ async fn run(
     };
     ctx.load_plans().await?;
     let copying = ctx.stored.tables.values().any(|t| !t.done);
+    if copying && ctx.spec.stop_position.is_some() {
+        return Err(StreamError::Progress {
+            id: ctx.spec.id,
+            detail: "cannot replicate to a stop position: the copy has not finished".into(),
+        });
+    }
     ctx.publish(if copying {
         StreamState::Copying
     } else {
@@ -530,10 +639,21 @@ async fn run(
         .await?;
     ctx.last_lag = None;
     ctx.publish(StreamState::Running);
-    match ctx.replay(from, None).await? {
+    let stop = ctx.spec.stop_position.clone();
+    if let Some(stop) = &stop
+        && from.contains(stop)
+    {
+        if &from != stop {
+            return Err(StreamError::Progress {
+                id: ctx.spec.id,
+                detail: format!("the stream is at {from}, past the stop position {stop}"),
+            });
+        }
+        return Ok(StreamExit::ReachedStop);
+    }
+    match ctx.replay(from, stop.as_ref(), false).await? {
         Replayed::Cancelled => Ok(StreamExit::Cancelled),
-        // Only a catch-up has an end.
-        Replayed::Reached => Ok(StreamExit::Cancelled),
+        Replayed::Reached => Ok(StreamExit::ReachedStop),
     }
 }
 
@@ -743,13 +863,15 @@ impl<'p> Ctx<'p> {
     }
 
     /// Replays the binlog from `from`: up to exactly `until` (a catch-up
-    /// during the copy) or until cancelled (running).
+    /// during the copy when `catch_up`, or a stop position) or until
+    /// cancelled (running).
     async fn replay(
         &mut self,
         from: Position,
         until: Option<&Position>,
+        catch_up: bool,
     ) -> Result<Replayed, StreamError> {
-        let state = if until.is_some() {
+        let state = if catch_up {
             StreamState::Copying
         } else {
             StreamState::Running
@@ -806,7 +928,7 @@ impl<'p> Ctx<'p> {
                     changes,
                     ..
                 } => {
-                    self.render(changes, until.is_some(), &mut pending.batch)
+                    self.render(changes, catch_up, &mut pending.batch)
                         .await?;
                     self.note(&mut pending, position_after, timestamp, true);
                 }
@@ -841,7 +963,7 @@ impl<'p> Ctx<'p> {
                 if pos != until {
                     return Err(StreamError::Progress {
                         id: self.spec.id,
-                        detail: format!("catch-up passed the snapshot position {until} (at {pos})"),
+                        detail: format!("replay passed the position {until} it had to stop at (at {pos})"),
                     });
                 }
                 self.flush(&mut pending, state).await?;

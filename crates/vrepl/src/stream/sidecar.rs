@@ -153,6 +153,47 @@ pub(crate) fn position_sql(id: u64, position: &Position, applied: u64, state: &s
     )
 }
 
+/// Reads every stream's committed position on this target; the returned
+/// closure picks one (`Ok(None)`: absent or nothing committed yet).
+pub(crate) async fn read_position(
+    conn: &mut Conn,
+) -> Result<impl Fn(u64) -> Result<Option<Position>, StoredError> + use<>, mysql_async::Error> {
+    let exists: Option<String> = conn
+        .query_first(
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = '_keyshift' AND TABLE_NAME = 'streams'",
+        )
+        .await?;
+    let rows: Vec<(u64, String)> = if exists.is_some() {
+        conn.query("SELECT id, position FROM `_keyshift`.`streams`")
+            .await?
+    } else {
+        Vec::new()
+    };
+    let map: HashMap<u64, String> = rows.into_iter().collect();
+    Ok(move |id: u64| match map.get(&id) {
+        None => Ok(None),
+        Some(p) if p.is_empty() => Ok(None),
+        Some(p) => p
+            .parse::<Position>()
+            .map(Some)
+            .map_err(|e| format!("stored position `{p}`: {e}")),
+    })
+}
+
+/// SQL marking every table of stream `id` copied.
+pub(crate) fn all_done_sql(id: u64) -> String {
+    format!("UPDATE `_keyshift`.`copy_state` SET done = TRUE WHERE stream_id = {id}")
+}
+
+/// SQL removing stream `id`'s progress.
+pub(crate) fn forget_sql(id: u64) -> [String; 2] {
+    [
+        format!("DELETE FROM `_keyshift`.`copy_state` WHERE stream_id = {id}"),
+        format!("DELETE FROM `_keyshift`.`streams` WHERE id = {id}"),
+    ]
+}
+
 /// SQL recording a copy batch of `table`.
 pub(crate) fn copy_state_sql(id: u64, table: &str, st: &TableState) -> String {
     let last_pk = match &st.last_pk {
