@@ -179,7 +179,10 @@ fn print_switch(r: &keyshift_workflow::SwitchReport, format: Format) -> Result<(
             "workflow {}: {} (took {} ms; queries held {} ms)",
             r.workflow, r.state, r.duration_ms, h
         ),
-        None => println!("workflow {}: {} (took {} ms)", r.workflow, r.state, r.duration_ms),
+        None => println!(
+            "workflow {}: {} (took {} ms)",
+            r.workflow, r.state, r.duration_ms
+        ),
     }
     Ok(())
 }

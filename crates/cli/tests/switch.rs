@@ -170,6 +170,16 @@ async fn ledger_writer(port: u16, task: i64, ledger: Arc<Ledger>, stop: Arc<Atom
     conn.disconnect().await.ok();
 }
 
+/// Stops the load when dropped, so a failing test does not leave writers
+/// (and a blocking sysbench loop) running forever.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Waits until the ledger has `n` more acknowledged writes than now.
 async fn more_writes(ledger: &Ledger, n: u64) {
     let start = ledger.writes.load(Ordering::Relaxed);
@@ -227,7 +237,12 @@ async fn assert_acked_on(c: &Cluster, ks: &str, ledger: &Ledger) {
 
 /// sysbench runs of a few seconds, back to back until `stop`; any failure
 /// (a non-zero exit, FATAL, an ignored error or a reconnect) is recorded.
-fn sysbench_loop(port: u16, stop: Arc<AtomicBool>, failures: Arc<Mutex<Vec<String>>>, runs: Arc<AtomicU64>) {
+fn sysbench_loop(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    failures: Arc<Mutex<Vec<String>>>,
+    runs: Arc<AtomicU64>,
+) {
     while !stop.load(Ordering::Relaxed) {
         let out = Command::new("sysbench")
             .args([
@@ -313,7 +328,13 @@ async fn setup(c: &Cluster, with_sysbench: bool) {
             serde_json::json!({"column_vindexes": [{"column": "id", "name": "hash"}]});
         tables.push_str(",sbtest1");
     }
-    c.ok(&["vschema", "apply", "customer", "--json", &vschema.to_string()]);
+    c.ok(&[
+        "vschema",
+        "apply",
+        "customer",
+        "--json",
+        &vschema.to_string(),
+    ]);
     c.ok(&[
         "workflow",
         "create",
@@ -367,11 +388,15 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
 
     // Dry run: the steps, and nothing changes.
     let dry = c.ok(&["workflow", "switch-traffic", "move1", "--dry-run"]);
-    assert!(dry.contains("hold statements") && dry.contains("reverse workflow"), "{dry}");
+    assert!(
+        dry.contains("hold statements") && dry.contains("reverse workflow"),
+        "{dry}"
+    );
     assert_eq!(show_json(&c, "move1")["state"], "running");
 
     let ledger = Arc::new(Ledger::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
     let mut writers = Vec::new();
     for task in 0..3 {
         let (l, s) = (ledger.clone(), stop.clone());
@@ -380,7 +405,12 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
     let sb_failures = Arc::new(Mutex::new(Vec::new()));
     let sb_runs = Arc::new(AtomicU64::new(0));
     let sb = {
-        let (port, s, f, r) = (gate_port(&c), stop.clone(), sb_failures.clone(), sb_runs.clone());
+        let (port, s, f, r) = (
+            gate_port(&c),
+            stop.clone(),
+            sb_failures.clone(),
+            sb_runs.clone(),
+        );
         tokio::task::spawn_blocking(move || sysbench_loop(port, s, f, r))
     };
     more_writes(&ledger, 100).await;
@@ -388,16 +418,34 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
     // Replica reads first, then back, as a user would try it.
     c.ok(&["workflow", "switch-traffic", "move1", "--replicas-only"]);
     assert_eq!(show_json(&c, "move1")["state"], "switched_replicas");
-    assert_eq!(rules_target(&c, "customer@replica").as_deref(), Some("customer.customer"));
-    assert_eq!(rules_target(&c, "customer").as_deref(), Some("commerce.customer"));
+    assert_eq!(
+        rules_target(&c, "customer@replica").as_deref(),
+        Some("customer.customer")
+    );
+    assert_eq!(
+        rules_target(&c, "customer").as_deref(),
+        Some("commerce.customer")
+    );
 
     // Switch everything.
-    let out = c.ok(&["workflow", "switch-traffic", "move1"]);
-    assert!(out.contains("switched_primaries"), "{out}");
+    let out = c.ok(&["workflow", "switch-traffic", "move1", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("report json");
+    assert_eq!(report["state"], "switched_primaries", "{report}");
+    let held = report["held_ms"].as_u64().expect("held_ms");
+    assert!(
+        held < 10_000,
+        "statements held {held} ms, longer than the window"
+    );
     let w = show_json(&c, "move1");
     assert_eq!(w["state"], "switched_primaries", "{w}");
-    assert_eq!(rules_target(&c, "customer").as_deref(), Some("customer.customer"));
-    assert_eq!(rules_target(&c, "commerce.customer").as_deref(), Some("customer.customer"));
+    assert_eq!(
+        rules_target(&c, "customer").as_deref(),
+        Some("customer.customer")
+    );
+    assert_eq!(
+        rules_target(&c, "commerce.customer").as_deref(),
+        Some("customer.customer")
+    );
     let rev = show_json(&c, "move1_reverse");
     assert_eq!(rev["state"], "running", "{rev}");
     // Actions on the reverse workflow go through the forward one.
@@ -416,7 +464,10 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
     c.ok(&["workflow", "reverse-traffic", "move1"]);
     assert_eq!(show_json(&c, "move1")["state"], "running");
     assert_eq!(show_json(&c, "move1_reverse")["state"], "stopped");
-    assert_eq!(rules_target(&c, "customer").as_deref(), Some("commerce.customer"));
+    assert_eq!(
+        rules_target(&c, "customer").as_deref(),
+        Some("commerce.customer")
+    );
     {
         // Snapshot the ledger first: later writes may still be in flight.
         let snapshot = Ledger::default();
@@ -438,7 +489,10 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
     sb.await.expect("sysbench loop");
 
     let failures = ledger.failures.lock().unwrap().clone();
-    assert!(failures.is_empty(), "statements failed during the switches: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "statements failed during the switches: {failures:?}"
+    );
     let sb_failures = sb_failures.lock().unwrap().clone();
     assert!(
         sb_failures.is_empty(),
@@ -459,11 +513,17 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
         .query("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('customer','corder','sbtest1')")
         .await
         .expect("tables");
-    assert!(left.is_empty(), "source tables left after complete: {left:?}");
+    assert!(
+        left.is_empty(),
+        "source tables left after complete: {left:?}"
+    );
     src.disconnect().await.ok();
     // The application keeps working against the target, unqualified.
     let mut g = gate_conn(&c).await;
-    let n: Option<i64> = g.query_first("SELECT COUNT(*) FROM customer").await.expect("count");
+    let n: Option<i64> = g
+        .query_first("SELECT COUNT(*) FROM customer")
+        .await
+        .expect("count");
     assert_eq!(n, Some(customers(&c, "customer").await.len() as i64));
     g.disconnect().await.ok();
     assert_acked_on(&c, "customer", &ledger).await;
@@ -475,6 +535,7 @@ async fn failed_switches_keep_serving_from_the_source_and_cancel_restores_everyt
     setup(&c, false).await;
     let ledger = Arc::new(Ledger::default());
     let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
     let writer = tokio::spawn(ledger_writer(
         gate_port(&c),
         0,
@@ -487,14 +548,23 @@ async fn failed_switches_keep_serving_from_the_source_and_cancel_restores_everyt
     let out = c.run(&["workflow", "switch-traffic", "move1", "--timeout", "1ms"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nothing changed") && err.contains("stays on commerce"), "{err}");
+    assert!(
+        err.contains("nothing changed") && err.contains("stays on commerce"),
+        "{err}"
+    );
     let w = show_json(&c, "move1");
     assert_eq!(w["state"], "running");
     assert!(
-        w["events"].as_array().unwrap().iter().any(|e| e["message"].as_str().unwrap_or("").contains("failed, nothing changed")),
+        w["events"].as_array().unwrap().iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("failed, nothing changed")),
         "{w}"
     );
-    assert_eq!(rules_target(&c, "customer").as_deref(), Some("commerce.customer"));
+    assert_eq!(
+        rules_target(&c, "customer").as_deref(),
+        Some("commerce.customer")
+    );
 
     // A stalled target: the catch-up cannot finish within the window.
     let topo = c.topo().await;
@@ -519,7 +589,10 @@ async fn failed_switches_keep_serving_from_the_source_and_cancel_restores_everyt
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nothing changed"), "{err}");
-    assert_eq!(rules_target(&c, "customer").as_deref(), Some("commerce.customer"));
+    assert_eq!(
+        rules_target(&c, "customer").as_deref(),
+        Some("commerce.customer")
+    );
     more_writes(&ledger, 50).await;
     wait_caught_up(&c, "move1");
 

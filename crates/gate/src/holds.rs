@@ -29,7 +29,9 @@ pub async fn read_holds(topo: &dyn Topo) -> Result<Vec<HoldRecord>, TopoError> {
     for kv in topo.list(keys::GATE_HOLDS).await? {
         match serde_json::from_slice::<HoldRecord>(&kv.value) {
             Ok(h) => out.push(h),
-            Err(e) => tracing::warn!(key = %kv.key, error = %e, "ignoring a hold record that does not decode"),
+            Err(e) => {
+                tracing::warn!(key = %kv.key, error = %e, "ignoring a hold record that does not decode")
+            }
         }
     }
     Ok(out)
@@ -62,8 +64,7 @@ pub(crate) async fn run(
                 .collect()
         };
         for h in &pending {
-            if routing.earlier_statements_running()
-                || activity.open_transactions(&h.keyspaces) > 0
+            if routing.earlier_statements_running() || activity.open_transactions(&h.keyspaces) > 0
             {
                 continue;
             }
@@ -72,7 +73,10 @@ pub(crate) async fn run(
                 gate: id.clone(),
                 at_ms: now_ms(),
             };
-            match topo.put_json(&keys::gate_ack(&h.workflow, &id), &ack, Cond::Any).await {
+            match topo
+                .put_json(&keys::gate_ack(&h.workflow, &id), &ack, Cond::Any)
+                .await
+            {
                 Ok(_) => {
                     tracing::info!(workflow = %h.workflow, keyspaces = ?h.keyspaces, "gate drained for the traffic switch");
                     acked.insert(h.id.clone());

@@ -230,7 +230,11 @@ async fn run_workflow(
 /// What a stream task reports when it ends.
 type StreamEnd = (usize, Result<StreamExit, String>);
 
-pub(crate) async fn primary_of(topo: &dyn Topo, ks: &str, shard: &str) -> Result<TabletRecord, String> {
+pub(crate) async fn primary_of(
+    topo: &dyn Topo,
+    ks: &str,
+    shard: &str,
+) -> Result<TabletRecord, String> {
     let s = topo
         .get_json::<ShardRecord>(&keys::shard(ks, shard))
         .await

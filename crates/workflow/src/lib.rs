@@ -47,15 +47,14 @@ pub mod validate;
 
 pub use controller::Controller;
 pub use model::{
-    Action, Desired, OnDdl, Options, Pause, State, Trigger, Workflow, WorkflowType,
-    allowed_actions,
+    Action, Desired, OnDdl, Options, Pause, State, Trigger, Workflow, WorkflowType, allowed_actions,
 };
 pub use ops::{create, list, retry, show, start, stop, validate_only};
+pub use pause::{catch_up, pause, renew, unpause, wait_streams_ended};
 pub use switch::{
     CompleteMode, SwitchOptions, SwitchReport, cancel, complete, reverse_name, reverse_traffic,
     switch_traffic,
 };
-pub use pause::{catch_up, pause, renew, unpause, wait_streams_ended};
 pub use validate::{CreateRequest, Finding, ValidationReport, validate};
 
 /// Errors callers branch on: the CLI maps them to exit codes, the API to

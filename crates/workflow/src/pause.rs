@@ -158,7 +158,9 @@ pub async fn catch_up(
         runs.push(async move {
             match run_stream(spec, cancel, tx).await {
                 Ok(StreamExit::ReachedStop) => Ok(()),
-                Ok(other) => Err(format!("{label}: ended before its stop position ({other:?})")),
+                Ok(other) => Err(format!(
+                    "{label}: ended before its stop position ({other:?})"
+                )),
                 Err(e) => Err(format!("{label}: {e}")),
             }
         });

@@ -156,7 +156,11 @@ fn check_allowed(w: &Workflow, action: Action) -> Result<()> {
 /// Every name a moved table can be reached by, with its tablet type suffix.
 fn names(source: &str, target: &str, t: &str) -> Vec<(String, bool)> {
     let mut v = Vec::new();
-    for base in [t.to_string(), format!("{source}.{t}"), format!("{target}.{t}")] {
+    for base in [
+        t.to_string(),
+        format!("{source}.{t}"),
+        format!("{target}.{t}"),
+    ] {
         v.push((base.clone(), false));
         v.push((format!("{base}@replica"), true));
         v.push((format!("{base}@rdonly"), true));
@@ -178,7 +182,9 @@ fn set_rules(
             rules.rules.retain(|r| r.from_table != from);
             let ks = if replica { replicas_to } else { primaries_to };
             // `source.t` → `source.t` is what happens without a rule.
-            if from.starts_with(&format!("{ks}.")) && from.split('@').next() == Some(&format!("{ks}.{t}")) {
+            if from.starts_with(&format!("{ks}."))
+                && from.split('@').next() == Some(&format!("{ks}.{t}"))
+            {
                 continue;
             }
             rules.rules.push(RoutingRule {
@@ -419,7 +425,10 @@ fn reverse_record(
     r.enter(
         State::Running,
         by,
-        &format!("replicating writes made on {} back to {}", w.target_keyspace, w.source_keyspace),
+        &format!(
+            "replicating writes made on {} back to {}",
+            w.target_keyspace, w.source_keyspace
+        ),
     );
     r
 }
@@ -463,7 +472,10 @@ pub async fn switch_traffic(
         ),
         "wait until no gate has a statement or an open transaction there".into(),
         "pause the workflow's streams".into(),
-        format!("read the final position of every {} shard", w.source_keyspace),
+        format!(
+            "read the final position of every {} shard",
+            w.source_keyspace
+        ),
         "run every stream up to exactly that position".into(),
         format!("read the position of every {} shard", w.target_keyspace),
         format!(
@@ -571,10 +583,12 @@ async fn switch_replicas(
 }
 
 async fn current_rules(topo: &dyn Topo) -> Result<(RoutingRules, Cond)> {
-    Ok(match topo.get_json::<RoutingRules>(keys::ROUTING_RULES).await? {
-        Some((r, rev)) => (r, Cond::ModRevision(rev)),
-        None => (RoutingRules::default(), Cond::Absent),
-    })
+    Ok(
+        match topo.get_json::<RoutingRules>(keys::ROUTING_RULES).await? {
+            Some((r, rev)) => (r, Cond::ModRevision(rev)),
+            None => (RoutingRules::default(), Cond::Absent),
+        },
+    )
 }
 
 /// Which way a primary switch goes.
@@ -668,7 +682,12 @@ async fn switch_primaries(
                     pos,
                 )
                 .await
-                .map_err(|e| format!("preparing reverse stream {} → {}: {e}", s.source_shard, s.target_shard))?;
+                .map_err(|e| {
+                    format!(
+                        "preparing reverse stream {} → {}: {e}",
+                        s.source_shard, s.target_shard
+                    )
+                })?;
             }
             Ok::<(), String>(())
         }
@@ -737,21 +756,29 @@ where
 {
     let owner = owner_name.unwrap_or(&dir.feeding.name).to_string();
     let feeding = &dir.feeding.name;
-    // 1. lag
-    match dir.feeding.max_lag() {
-        Some(l) if l <= opts.max_lag.as_secs() => {}
-        Some(l) => {
-            return Err(server(format!(
-                "replication lag is {l} s, above the {} s allowed (--max-replication-lag-allowed); traffic stays on {}",
-                opts.max_lag.as_secs(),
-                dir.from_ks
-            )));
-        }
-        None => {
-            return Err(server(format!(
-                "the streams of `{feeding}` report no lag yet (not running?); traffic stays on {}",
-                dir.from_ks
-            )));
+    // 1. lag: streams that just started (the reverse workflow right after
+    // a switch) report theirs within a second or two; wait for it, bounded.
+    let lag_deadline = Instant::now() + opts.timeout.min(Duration::from_secs(30));
+    loop {
+        let current = show(topo, feeding).await?;
+        match current.max_lag() {
+            Some(l) if l <= opts.max_lag.as_secs() => break,
+            Some(l) => {
+                return Err(server(format!(
+                    "replication lag is {l} s, above the {} s allowed (--max-replication-lag-allowed); traffic stays on {}",
+                    opts.max_lag.as_secs(),
+                    dir.from_ks
+                )));
+            }
+            None if Instant::now() < lag_deadline && current.should_run() => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            None => {
+                return Err(server(format!(
+                    "the streams of `{feeding}` report no lag (state {}); traffic stays on {}",
+                    current.state, dir.from_ks
+                )));
+            }
         }
     }
     let window = opts.hold_window.min(opts.timeout);
@@ -788,7 +815,9 @@ where
             .await
             .map_err(|e| format!("{}: {e}", steps[6]))?;
         // 8
-        prepare(next).await.map_err(|e| format!("{}: {e}", steps[7]))?;
+        prepare(next)
+            .await
+            .map_err(|e| format!("{}: {e}", steps[7]))?;
         Ok::<(), String>(())
     };
     let outcome = match tokio::time::timeout(remaining(deadline), attempt).await {
@@ -917,7 +946,10 @@ pub async fn reverse_traffic(
     let rname = reverse_name(name);
     let reverse = show(topo, &rname).await?;
     let steps = vec![
-        format!("check that every stream of {rname} lags at most {} s", opts.max_lag.as_secs()),
+        format!(
+            "check that every stream of {rname} lags at most {} s",
+            opts.max_lag.as_secs()
+        ),
         format!(
             "hold statements for keyspace {} at every gate (at most {} s)",
             w.target_keyspace,
@@ -925,10 +957,16 @@ pub async fn reverse_traffic(
         ),
         "wait until no gate has a statement or an open transaction there".into(),
         format!("pause {rname}"),
-        format!("read the final position of every {} shard", w.target_keyspace),
+        format!(
+            "read the final position of every {} shard",
+            w.target_keyspace
+        ),
         format!("run every stream of {rname} up to exactly that position"),
         format!("read the position of every {} shard", w.source_keyspace),
-        format!("resume the streams of {name} on {} from those positions", w.target_keyspace),
+        format!(
+            "resume the streams of {name} on {} from those positions",
+            w.target_keyspace
+        ),
         format!(
             "in one topo transaction: route {} back to {}, stop {rname}, resume {name}, release held statements",
             w.table_names().join(", "),
@@ -967,9 +1005,21 @@ pub async fn reverse_traffic(
                 let dst = target_primaries
                     .get(&s.target_shard)
                     .ok_or_else(|| format!("shard {} has no primary", s.target_shard))?;
-                keyshift_vrepl::start_at(&dst.endpoint(), s.id, &name, &source_desc(dst), &tables, pos)
-                    .await
-                    .map_err(|e| format!("resuming stream {} → {}: {e}", s.source_shard, s.target_shard))?;
+                keyshift_vrepl::start_at(
+                    &dst.endpoint(),
+                    s.id,
+                    &name,
+                    &source_desc(dst),
+                    &tables,
+                    pos,
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "resuming stream {} → {}: {e}",
+                        s.source_shard, s.target_shard
+                    )
+                })?;
             }
             Ok::<(), String>(())
         }
@@ -981,7 +1031,11 @@ pub async fn reverse_traffic(
     reverse_after.desired = Desired::Stopped;
     reverse_after.paused = None;
     reverse_after.streams_active = false;
-    reverse_after.enter(State::Stopped, by, "traffic switched back; not needed until the next switch");
+    reverse_after.enter(
+        State::Stopped,
+        by,
+        "traffic switched back; not needed until the next switch",
+    );
     let commit = |rules: &mut RoutingRules, rec: &mut Workflow| {
         set_rules(
             rules,
@@ -1065,7 +1119,10 @@ async fn on_every_primary(topo: &dyn Topo, ks: &str, sqls: &[String], doing: &st
         for sql in sqls {
             let sql = sql.replace("{db}", &ident(&t.database));
             c.query_drop(&sql).await.map_err(|e| {
-                server(format!("{doing} on {ks}/{shard} (tablet {}): {sql}: {e}", t.alias))
+                server(format!(
+                    "{doing} on {ks}/{shard} (tablet {}): {sql}: {e}",
+                    t.alias
+                ))
             })?;
         }
         let _ = c.disconnect().await;
@@ -1128,14 +1185,23 @@ pub async fn complete(
                         db = ident(&t.database)
                     );
                     c.query_drop(&sql).await.map_err(|e| {
-                        server(format!("renaming on {}/{shard}: {sql}: {e}", w.source_keyspace))
+                        server(format!(
+                            "renaming on {}/{shard}: {sql}: {e}",
+                            w.source_keyspace
+                        ))
                     })?;
                 }
             }
             let _ = c.disconnect().await;
         }
     } else if !sqls.is_empty() {
-        on_every_primary(topo, &w.source_keyspace, &sqls, "dropping the source tables").await?;
+        on_every_primary(
+            topo,
+            &w.source_keyspace,
+            &sqls,
+            "dropping the source tables",
+        )
+        .await?;
     }
     let what = match mode {
         CompleteMode::Drop => "source tables dropped",
@@ -1168,7 +1234,13 @@ pub async fn cancel(topo: &dyn Topo, name: &str, keep_data: bool, by: Trigger) -
             .iter()
             .map(|t| format!("DROP TABLE IF EXISTS {{db}}.{}", ident(&t.name)))
             .collect();
-        on_every_primary(topo, &w.target_keyspace, &sqls, "dropping the target tables").await?;
+        on_every_primary(
+            topo,
+            &w.target_keyspace,
+            &sqls,
+            "dropping the target tables",
+        )
+        .await?;
     }
     let what = if keep_data {
         "cancelled; target tables kept"
@@ -1194,7 +1266,12 @@ async fn finish(
     let rname = reverse_name(&w.name);
     for _ in 0..20 {
         let (mut rules, rules_cond) = current_rules(topo).await?;
-        clear_rules(&mut rules, &w.source_keyspace, &w.target_keyspace, &w.table_names());
+        clear_rules(
+            &mut rules,
+            &w.source_keyspace,
+            &w.target_keyspace,
+            &w.table_names(),
+        );
         let (mut rec, rev) = topo
             .get_json::<Workflow>(&keys::workflow(&w.name))
             .await?

@@ -1058,7 +1058,9 @@ impl Session {
             let plan = self.plan(&topo, sql)?;
             let hold = plan_keyspace(&plan).and_then(|ks| self.hold_for(&topo, ks));
             match hold {
-                Some(h) if wait_for_release(self.shared.clone(), &mut topo, h.clone()).await? => continue,
+                Some(h) if wait_for_release(self.shared.clone(), &mut topo, h.clone()).await? => {
+                    continue;
+                }
                 _ => break plan,
             }
         };
@@ -1144,7 +1146,9 @@ impl Session {
             let (sql, pp) = self.prepared_plan(&topo, stmt)?;
             let hold = plan_keyspace(&pp.plan).and_then(|ks| self.hold_for(&topo, ks));
             match hold {
-                Some(h) if wait_for_release(self.shared.clone(), &mut topo, h.clone()).await? => continue,
+                Some(h) if wait_for_release(self.shared.clone(), &mut topo, h.clone()).await? => {
+                    continue;
+                }
                 _ => break (sql, pp),
             }
         };
@@ -1232,7 +1236,6 @@ impl Session {
         }
         s
     }
-
 }
 
 #[cfg(test)]

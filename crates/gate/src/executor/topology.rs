@@ -374,6 +374,7 @@ mod tests {
                 },
             ],
             tablets,
+            holds: Vec::new(),
         }
     }
 

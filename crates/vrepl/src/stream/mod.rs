@@ -437,7 +437,12 @@ pub async fn start_at(
     let mut sql = String::from("START TRANSACTION;\n");
     sql.push_str(&sidecar::all_done_sql(id));
     sql.push_str(";\n");
-    sql.push_str(&position_sql(id, position, 0, StreamState::Running.as_str()));
+    sql.push_str(&position_sql(
+        id,
+        position,
+        0,
+        StreamState::Running.as_str(),
+    ));
     sql.push_str(";\nCOMMIT");
     c.query_drop(sql)
         .await
@@ -928,8 +933,7 @@ impl<'p> Ctx<'p> {
                     changes,
                     ..
                 } => {
-                    self.render(changes, catch_up, &mut pending.batch)
-                        .await?;
+                    self.render(changes, catch_up, &mut pending.batch).await?;
                     self.note(&mut pending, position_after, timestamp, true);
                 }
                 Event::Other {
@@ -963,7 +967,9 @@ impl<'p> Ctx<'p> {
                 if pos != until {
                     return Err(StreamError::Progress {
                         id: self.spec.id,
-                        detail: format!("replay passed the position {until} it had to stop at (at {pos})"),
+                        detail: format!(
+                            "replay passed the position {until} it had to stop at (at {pos})"
+                        ),
                     });
                 }
                 self.flush(&mut pending, state).await?;
