@@ -159,6 +159,11 @@ impl SwitchArgs {
             dry_run: self.dry_run,
             hold_window: self.hold_window,
             max_queued: self.max_held_queries,
+            // A test hook (see SwitchOptions::fail_after_step); not a flag,
+            // so that nobody types it by accident.
+            fail_after_step: std::env::var("KEYSHIFT_TEST_FAIL_SWITCH_AFTER")
+                .ok()
+                .and_then(|v| v.parse().ok()),
         }
     }
 }

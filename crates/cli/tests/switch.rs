@@ -634,3 +634,95 @@ async fn failed_switches_keep_serving_from_the_source_and_cancel_restores_everyt
     assert_eq!(customers(&c, "commerce").await, before);
     assert_eq!(show_json(&c, "move1")["state"], "cancelled");
 }
+
+/// `keyshift workflow ACTION move1` with a failure injected after `step`.
+fn run_failing(c: &Cluster, action: &str, step: usize) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_keyshift"))
+        .arg("--cluster")
+        .arg(c.file())
+        .args(["workflow", action, "move1"])
+        .env("KEYSHIFT_TEST_FAIL_SWITCH_AFTER", step.to_string())
+        .env_remove("KEYSHIFT_CLUSTER")
+        .output()
+        .expect("run keyshift")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_any_step_of_either_switch_is_undone_without_errors_or_loss() {
+    let c = Cluster::example();
+    setup(&c, false).await;
+    let ledger = Arc::new(Ledger::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_guard = StopOnDrop(stop.clone());
+    let writer = tokio::spawn(ledger_writer(
+        gate_port(&c),
+        0,
+        ledger.clone(),
+        stop.clone(),
+    ));
+    more_writes(&ledger, 30).await;
+
+    for step in 1..=9 {
+        let out = run_failing(&c, "switch-traffic", step);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "step {step}: the switch succeeded");
+        assert!(
+            err.contains(&format!("failure injected after step {step}"))
+                && err.contains("nothing changed"),
+            "step {step}: {err}"
+        );
+        assert_eq!(show_json(&c, "move1")["state"], "running", "step {step}");
+        assert_eq!(
+            rules_target(&c, "customer").as_deref(),
+            Some("commerce.customer"),
+            "step {step}"
+        );
+        assert!(
+            c.fails(&["workflow", "show", "move1_reverse"])
+                .contains("does not exist"),
+            "step {step}: a reverse workflow was left behind"
+        );
+        more_writes(&ledger, 20).await;
+        wait_caught_up(&c, "move1");
+    }
+    c.ok(&["workflow", "switch-traffic", "move1"]);
+    more_writes(&ledger, 30).await;
+    wait_caught_up(&c, "move1_reverse");
+
+    for step in 1..=9 {
+        let out = run_failing(&c, "reverse-traffic", step);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "reverse step {step}: succeeded");
+        assert!(
+            err.contains(&format!("failure injected after step {step}")),
+            "reverse step {step}: {err}"
+        );
+        assert_eq!(show_json(&c, "move1")["state"], "switched_primaries");
+        assert_eq!(
+            rules_target(&c, "customer").as_deref(),
+            Some("customer.customer"),
+            "reverse step {step}"
+        );
+        more_writes(&ledger, 20).await;
+        wait_caught_up(&c, "move1_reverse");
+    }
+    c.ok(&["workflow", "reverse-traffic", "move1"]);
+    more_writes(&ledger, 30).await;
+
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+    let failures = ledger.failures.lock().unwrap().clone();
+    assert!(failures.is_empty(), "statements failed: {failures:?}");
+    // Serving from the source again: every acknowledged write is there,
+    // and the targets follow it.
+    assert_acked_on(&c, "commerce", &ledger).await;
+    wait_caught_up(&c, "move1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while customers(&c, "customer").await != customers(&c, "commerce").await {
+        assert!(
+            Instant::now() < deadline,
+            "targets never matched the source"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

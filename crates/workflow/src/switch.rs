@@ -82,6 +82,10 @@ pub struct SwitchOptions {
     pub hold_window: Duration,
     /// Statements held at once per gate; more fail at once.
     pub max_queued: usize,
+    /// Tests only: fail right after this step (1–9 of the module doc; 9
+    /// fails just before the final transaction), to check that every step
+    /// is undone. The CLI sets it from `KEYSHIFT_TEST_FAIL_SWITCH_AFTER`.
+    pub fail_after_step: Option<usize>,
 }
 
 impl Default for SwitchOptions {
@@ -93,6 +97,7 @@ impl Default for SwitchOptions {
             dry_run: false,
             hold_window: Duration::from_secs(10),
             max_queued: 1000,
+            fail_after_step: None,
         }
     }
 }
@@ -786,11 +791,24 @@ where
     let until_ms = now_ms() + window.as_millis() as u64;
     let deadline = hold_start + window;
     let cancel = CancellationToken::new();
+    let injected = |step: usize| -> std::result::Result<(), String> {
+        if opts.fail_after_step == Some(step) {
+            Err(format!(
+                "failure injected after step {step} ({})",
+                steps[step - 1]
+            ))
+        } else {
+            Ok(())
+        }
+    };
     let attempt = async {
+        injected(1)?;
         // 2–3
         hold_and_drain(topo, &owner, dir.from_ks, until_ms, opts.max_queued)
             .await
             .map_err(|e| format!("{} — {e}", steps[2]))?;
+        injected(2)?;
+        injected(3)?;
         // 4
         pause(
             topo,
@@ -801,23 +819,29 @@ where
         )
         .await
         .map_err(|e| format!("{}: {e}", steps[3]))?;
+        injected(4)?;
         // 5
         let finals = positions(topo, dir.from_ks)
             .await
             .map_err(|e| format!("{}: {e}", steps[4]))?;
+        injected(5)?;
         // 6
         let feeding_now = show(topo, feeding).await.map_err(|e| e.to_string())?;
         catch_up(topo, &feeding_now, &finals, &cancel)
             .await
             .map_err(|e| format!("{}: {e}", steps[5]))?;
+        injected(6)?;
         // 7
         let next = positions(topo, positions_of)
             .await
             .map_err(|e| format!("{}: {e}", steps[6]))?;
+        injected(7)?;
         // 8
         prepare(next)
             .await
             .map_err(|e| format!("{}: {e}", steps[7]))?;
+        injected(8)?;
+        injected(9)?;
         Ok::<(), String>(())
     };
     let outcome = match tokio::time::timeout(remaining(deadline), attempt).await {
