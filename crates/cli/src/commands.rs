@@ -171,6 +171,7 @@ pub async fn status(cluster: &Path, format: Format) -> Result<()> {
                     "-".into(),
                     "no tablet".into(),
                     "".into(),
+                    "".into(),
                 ]);
             }
             for t in &shard.tablets {
@@ -190,13 +191,24 @@ pub async fn status(cluster: &Path, format: Format) -> Result<()> {
                     t.address.clone(),
                     health,
                     t.status.gtid_binlog_pos.clone().unwrap_or_default(),
+                    t.replication
+                        .as_ref()
+                        .map(|r| r.summary.clone())
+                        .unwrap_or_default(),
                 ]);
             }
         }
     }
     table(
         &[
-            "KEYSPACE", "SHARD", "TABLET", "ROLE", "ADDRESS", "HEALTH", "GTID",
+            "KEYSPACE",
+            "SHARD",
+            "TABLET",
+            "ROLE",
+            "ADDRESS",
+            "HEALTH",
+            "GTID",
+            "REPLICATION",
         ],
         &rows,
     );
@@ -208,6 +220,15 @@ pub async fn status(cluster: &Path, format: Format) -> Result<()> {
         .count();
     if unhealthy > 0 {
         bail!("{unhealthy} tablet(s) are not healthy");
+    }
+    let broken = keyspaces
+        .iter()
+        .flat_map(|k| &k.shards)
+        .flat_map(|s| &s.tablets)
+        .filter(|t| t.replication.as_ref().is_some_and(|r| r.is_broken()))
+        .count();
+    if broken > 0 {
+        bail!("replication is broken on {broken} tablet(s); the REPLICATION column says why");
     }
     Ok(())
 }

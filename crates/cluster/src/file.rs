@@ -444,6 +444,45 @@ mod tests {
     }
 
     #[test]
+    fn replicas_share_a_shard_with_its_primary() {
+        let f = parse(
+            r#"
+            [[keyspace]]
+            name = "commerce"
+            [[tablet]]
+            keyspace = "commerce"
+            shard = "0"
+            uid = 100
+            [[tablet]]
+            keyspace = "commerce"
+            shard = "0"
+            uid = 101
+            role = "replica"
+            [[tablet]]
+            keyspace = "commerce"
+            shard = "0"
+            uid = 102
+            role = "replica"
+            "#,
+        )
+        .expect("a primary and two replicas");
+        let roles: Vec<TabletRole> = f.tablets.iter().map(|t| t.role).collect();
+        assert_eq!(
+            roles,
+            [
+                TabletRole::Primary,
+                TabletRole::Replica,
+                TabletRole::Replica
+            ]
+        );
+        let err = parse(
+            "[[keyspace]]\nname = \"a\"\n[[tablet]]\nkeyspace = \"a\"\nshard = \"0\"\nrole = \"rdonly\"\n",
+        )
+        .expect_err("unknown role");
+        assert!(err.to_string().contains("rdonly"), "{err}");
+    }
+
+    #[test]
     fn secrets_from_the_environment_must_exist() {
         let file =
             parse("[[gate.user]]\nname = \"app\"\npassword = \"env:KEYSHIFT_TEST_SURELY_UNSET\"\n")

@@ -8,18 +8,29 @@
 //!   got back into its record, so every other role finds it through the topo.
 //!   A tablet added by `keyshift keyspace create` while `up` runs starts at
 //!   once, because the runner watches the topo rather than the file.
+//! * A managed tablet with role `replica` runs read-only and is seeded from,
+//!   then kept replicating from, its shard's primary
+//!   ([`keyshift_tablet::ensure_replica`], whose module doc tells how seeding
+//!   stays consistent). Its port goes into the topo only once it replicates,
+//!   because the gate sends `@replica` reads to any replica it finds there;
+//!   until then its state is `Preparing`. Afterwards replication is checked
+//!   again on every restart of the replica, on every change of the tablet
+//!   records (a primary restarted on another port is followed) and every few
+//!   seconds.
 
 use crate::file::{ClusterFile, resolve_secret};
 use crate::model::{ShardRecord, TabletRecord, TabletRole, keys};
 use crate::ops::{self, ClusterError, ManagedDefaults, Result, TabletSpec};
 use futures::StreamExt;
-use keyshift_tablet::{MariadbBinaries, MysqldConfig, ProcessState};
+use keyshift_tablet::{
+    EnsureOutcome, MariadbBinaries, MysqldConfig, ProcessState, ReplicaSetup, ReplicationError,
+};
 use keyshift_topo::{Topo, TopoExt};
 use keyshift_types::TabletAlias;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 impl ClusterFile {
@@ -272,6 +283,9 @@ struct Supervised {
     cancel: CancellationToken,
     handle: tokio::task::JoinHandle<()>,
     follower: tokio::task::JoinHandle<()>,
+    /// Replicas only: wakes the follower to re-check replication when the
+    /// tablet records change (a primary that moved, a new primary).
+    poke: Option<Arc<Notify>>,
 }
 
 /// The runner's state: what it supervises and what is still stopping.
@@ -414,16 +428,27 @@ impl Reconciler {
             } else {
                 managed.requested_port
             };
+            let is_replica = record.role == TabletRole::Replica;
             let cfg = MysqldConfig {
-                binaries,
+                binaries: binaries.clone(),
                 datadir: managed.datadir.clone(),
                 port,
                 server_id: managed.server_id,
                 admin_user: record.user.clone(),
                 admin_password: record.password.clone(),
-                extra_args: Vec::new(),
+                extra_args: if is_replica {
+                    replica_args()
+                } else {
+                    Vec::new()
+                },
                 die_with_parent: false,
             };
+            let replica = is_replica.then(|| ReplicaCtx {
+                poke: Arc::new(Notify::new()),
+                binaries,
+                scratch_dir: cfg.tmp_dir(),
+            });
+            let poke = replica.as_ref().map(|r| r.poke.clone());
             let child = self.cancel.child_token();
             let socket = cfg.socket_path();
             let (handle, rx) = keyshift_tablet::supervise(cfg, child.clone());
@@ -433,6 +458,7 @@ impl Reconciler {
                 socket,
                 rx,
                 self.states.clone(),
+                replica,
             ));
             self.running.insert(
                 alias.clone(),
@@ -440,40 +466,63 @@ impl Reconciler {
                     cancel: child,
                     handle,
                     follower,
+                    poke,
                 },
             );
+        }
+        // Any tablet change may be a replica's primary moving.
+        for s in self.running.values() {
+            if let Some(poke) = &s.poke {
+                poke.notify_one();
+            }
         }
     }
 }
 
 /// Mirrors one supervisor's state into the shared map, and on every (re)start
 /// makes sure the topo has the server's port and the server has the
-/// keyspace's database.
+/// keyspace's database. A replica is first brought to replicate
+/// ([`keep_replica`]).
 async fn follow_state(
     topo: Arc<dyn Topo>,
     record: TabletRecord,
     socket: std::path::PathBuf,
     mut rx: watch::Receiver<ProcessState>,
     states: watch::Sender<TabletStates>,
+    replica: Option<ReplicaCtx>,
 ) {
     loop {
         let state = rx.borrow_and_update().clone();
-        if let ProcessState::Running { port, .. } = &state
-            && let Err(e) = on_running(topo.as_ref(), &record, *port, &socket).await
-        {
-            tracing::error!(tablet = %record.alias, error = %e, "cannot register the running server");
-            states.send_modify(|m| {
-                m.insert(
-                    record.alias.clone(),
-                    ProcessState::Failed {
-                        reason: e.to_string(),
-                    },
-                );
-            });
-            if rx.changed().await.is_err() {
+        if let ProcessState::Running { port, .. } = &state {
+            if let Some(ctx) = &replica {
+                let running = Running {
+                    topo: topo.as_ref(),
+                    record: &record,
+                    state: &state,
+                    port: *port,
+                    socket: &socket,
+                    states: &states,
+                };
+                if keep_replica(running, ctx, &mut rx).await {
+                    continue;
+                }
                 return;
             }
-            continue;
+            if let Err(e) = on_running(topo.as_ref(), &record, *port, &socket, true).await {
+                tracing::error!(tablet = %record.alias, error = %e, "cannot register the running server");
+                states.send_modify(|m| {
+                    m.insert(
+                        record.alias.clone(),
+                        ProcessState::Failed {
+                            reason: e.to_string(),
+                        },
+                    );
+                });
+                if rx.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
         }
         states.send_modify(|m| {
             m.insert(record.alias.clone(), state.clone());
@@ -484,11 +533,210 @@ async fn follow_state(
     }
 }
 
+/// Server flags of a replica. `--skip-slave-start`: after a restart the
+/// replica waits for [`keep_replica`] to check its primary's current address
+/// instead of reconnecting to the old one, which another server may have
+/// taken since.
+fn replica_args() -> Vec<String> {
+    vec!["--read-only".to_string(), "--skip-slave-start".to_string()]
+}
+
+/// What the follower of a replica needs besides the supervisor's state.
+struct ReplicaCtx {
+    poke: Arc<Notify>,
+    binaries: MariadbBinaries,
+    /// The replica's private tmpdir, for the seeding tools' credentials.
+    scratch_dir: std::path::PathBuf,
+}
+
+/// One running server, as the follower sees it.
+struct Running<'a> {
+    topo: &'a dyn Topo,
+    record: &'a TabletRecord,
+    state: &'a ProcessState,
+    port: u16,
+    socket: &'a std::path::Path,
+    states: &'a watch::Sender<TabletStates>,
+}
+
+impl Running<'_> {
+    fn publish(&self, state: ProcessState) {
+        self.states.send_modify(|m| {
+            m.insert(self.record.alias.clone(), state);
+        });
+    }
+}
+
+/// How often a replica's replication is re-checked when nothing happens.
+const REPLICA_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+const REPLICA_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Keeps one running replica replicating from its shard's primary until the
+/// supervisor's state changes (true) or the supervisor is gone (false). The
+/// replica is announced (port in the topo, state `Running`) after its first
+/// successful check, so `up` returns, and the gate reads from it, only once
+/// it holds the primary's data.
+async fn keep_replica(
+    r: Running<'_>,
+    ctx: &ReplicaCtx,
+    rx: &mut watch::Receiver<ProcessState>,
+) -> bool {
+    let replica = keyshift_tablet::Endpoint {
+        port: r.port,
+        ..r.record.endpoint()
+    };
+    let mut announced = false;
+    let mut backoff = Duration::from_millis(250);
+    let mut last_error = String::new();
+    let mut last_outcome = None;
+    loop {
+        let wait = match replica_pass(r.topo, r.record, &replica, ctx).await {
+            Ok(outcome) => {
+                last_error.clear();
+                if last_outcome != Some(outcome) {
+                    let alias = &r.record.alias;
+                    match outcome {
+                        EnsureOutcome::Broken => tracing::warn!(
+                            tablet = %alias,
+                            "replication is broken; `keyshift status` shows why"
+                        ),
+                        EnsureOutcome::Seeded => {
+                            tracing::info!(tablet = %alias, "replica seeded from its primary; replicating")
+                        }
+                        EnsureOutcome::Repointed => {
+                            tracing::info!(tablet = %alias, "replica re-pointed at its primary's current address")
+                        }
+                        EnsureOutcome::Started => {
+                            tracing::info!(tablet = %alias, "replication started")
+                        }
+                        EnsureOutcome::Unchanged => {}
+                    }
+                    last_outcome = Some(outcome);
+                }
+                if !announced {
+                    match on_running(r.topo, r.record, r.port, r.socket, false).await {
+                        Ok(()) => {
+                            announced = true;
+                            r.publish(r.state.clone());
+                        }
+                        Err(e) => {
+                            tracing::warn!(tablet = %r.record.alias, error = %e, "cannot register the replica; retrying");
+                            r.publish(ProcessState::Preparing {
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                backoff = Duration::from_millis(250);
+                if announced {
+                    REPLICA_CHECK_INTERVAL
+                } else {
+                    REPLICA_RETRY_MAX
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                if message != last_error {
+                    tracing::warn!(tablet = %r.record.alias, error = %message, "replica not replicating yet; retrying");
+                    last_error = message.clone();
+                }
+                last_outcome = None;
+                if !announced {
+                    r.publish(if e.is_transient() {
+                        ProcessState::Preparing { reason: message }
+                    } else {
+                        ProcessState::Failed { reason: message }
+                    });
+                }
+                let wait = backoff;
+                backoff = (backoff * 2).min(REPLICA_RETRY_MAX);
+                wait
+            }
+        };
+        tokio::select! {
+            changed = rx.changed() => return changed.is_ok(),
+            _ = ctx.poke.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Why a replica check did not complete.
+#[derive(Debug, thiserror::Error)]
+enum ReplicaPassError {
+    #[error("waiting for the primary of {keyspace}/{shard}: {why}")]
+    NoPrimary {
+        keyspace: String,
+        shard: String,
+        why: String,
+    },
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Tools(#[from] keyshift_tablet::TabletError),
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
+}
+
+impl ReplicaPassError {
+    fn is_transient(&self) -> bool {
+        match self {
+            ReplicaPassError::NoPrimary { .. } | ReplicaPassError::Cluster(_) => true,
+            ReplicaPassError::Tools(_) => false,
+            ReplicaPassError::Replication(e) => e.is_transient(),
+        }
+    }
+}
+
+/// One check of a replica against its shard's current primary record.
+async fn replica_pass(
+    topo: &dyn Topo,
+    record: &TabletRecord,
+    replica: &keyshift_tablet::Endpoint,
+    ctx: &ReplicaCtx,
+) -> std::result::Result<EnsureOutcome, ReplicaPassError> {
+    let no_primary = |why: &str| ReplicaPassError::NoPrimary {
+        keyspace: record.keyspace.clone(),
+        shard: record.shard.clone(),
+        why: why.to_string(),
+    };
+    let shard = topo
+        .get_json::<ShardRecord>(&keys::shard(&record.keyspace, &record.shard))
+        .await
+        .map_err(ClusterError::from)?
+        .map(|(s, _)| s)
+        .ok_or_else(|| no_primary("the shard does not exist"))?;
+    let alias = shard
+        .primary
+        .ok_or_else(|| no_primary("the shard has no primary tablet"))?;
+    if alias == record.alias {
+        return Err(no_primary("this tablet is the shard's primary"));
+    }
+    let primary = ops::get_tablet(topo, &alias).await?;
+    if primary.port == 0 {
+        return Err(no_primary(&format!("primary {alias} has not started yet")));
+    }
+    let tools = keyshift_tablet::find_client_tools(&ctx.binaries)?;
+    let outcome = keyshift_tablet::ensure_replica(&ReplicaSetup {
+        tools: &tools,
+        replica,
+        primary: &primary.endpoint(),
+        scratch_dir: &ctx.scratch_dir,
+    })
+    .await?;
+    Ok(outcome)
+}
+
+/// Records the server's address in the topo and, with `create_db`, creates
+/// the keyspace's database. Replicas get it from their primary instead: a
+/// statement of their own would put a GTID of theirs in the binlog, out of
+/// order with the primary's.
 async fn on_running(
     topo: &dyn Topo,
     record: &TabletRecord,
     port: u16,
     socket: &std::path::Path,
+    create_db: bool,
 ) -> Result<()> {
     let key = keys::tablet(&record.alias);
     let updated = topo
@@ -504,7 +752,10 @@ async fn on_running(
             ClusterError::Invalid(format!("cannot record the port of {}: {e}", record.alias))
         })?
         .0;
-    create_database(&updated).await
+    if create_db {
+        create_database(&updated).await?;
+    }
+    Ok(())
 }
 
 /// Every shard's server holds the keyspace in a database of the same name.

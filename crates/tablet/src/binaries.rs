@@ -77,6 +77,46 @@ pub fn find_binaries(explicit_mariadbd: Option<&Path>) -> Result<MariadbBinaries
     })
 }
 
+/// The client programs that seed a replica from its primary
+/// (`mariadb-dump | mariadb`). Resolved only when a replica needs seeding, so
+/// a cluster without replicas does not require them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientTools {
+    pub dump: PathBuf,
+    pub client: PathBuf,
+}
+
+/// Finds mariadb-dump and mariadb: next to the server's install-db and
+/// mariadbd first (a tarball keeps them together), then PATH and /usr/bin.
+pub fn find_client_tools(binaries: &MariadbBinaries) -> Result<ClientTools, TabletError> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for p in [&binaries.install_db, &binaries.mariadbd] {
+        if let Some(parent) = p.parent() {
+            dirs.push(parent.to_path_buf());
+            if let Some(base) = parent.parent() {
+                dirs.push(base.join("bin"));
+            }
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    dirs.push(PathBuf::from("/usr/bin"));
+    dirs.push(PathBuf::from("/usr/local/mysql/bin"));
+    let dump = find_in(&dirs, &["mariadb-dump", "mysqldump"]).ok_or_else(|| {
+        TabletError::MissingBinary {
+            binary: "mariadb-dump",
+            looked: dirs.clone(),
+        }
+    })?;
+    let client =
+        find_in(&dirs, &["mariadb", "mysql"]).ok_or_else(|| TabletError::MissingBinary {
+            binary: "mariadb",
+            looked: dirs.clone(),
+        })?;
+    Ok(ClientTools { dump, client })
+}
+
 fn find_in(dirs: &[PathBuf], names: &[&str]) -> Option<PathBuf> {
     names
         .iter()
@@ -113,5 +153,7 @@ mod tests {
         let b = find_binaries(None).expect("mariadb-server is installed on this machine");
         assert!(b.mariadbd.ends_with("mariadbd") || b.mariadbd.ends_with("mysqld"));
         assert!(b.install_db.exists());
+        let tools = find_client_tools(&b).expect("the client tools come with the server");
+        assert!(tools.dump.exists() && tools.client.exists());
     }
 }

@@ -629,7 +629,7 @@ fn bootstrap_sql(user: &str, password: &str) -> String {
 }
 
 /// A single-quoted SQL string literal (default sql_mode: backslash escapes).
-fn sql_string(s: &str) -> String {
+pub(crate) fn sql_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('\'');
     for c in s.chars() {
@@ -644,7 +644,7 @@ fn sql_string(s: &str) -> String {
     out
 }
 
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

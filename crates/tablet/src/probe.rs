@@ -5,6 +5,8 @@ use keyshift_types::Flavor;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
+use crate::ReplicationStatus;
+
 /// How long `Endpoint::connect` waits for a server; mysql_async itself has
 /// no connect timeout, and an unreachable host must not hang a caller.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -100,6 +102,10 @@ pub struct TabletStatus {
     /// MariaDB `@@gtid_current_pos`; on MySQL `@@gtid_executed`.
     pub gtid_current_pos: Option<String>,
     pub flavor: Option<Flavor>,
+    /// `SHOW SLAVE STATUS` of a server that replicates from another; None
+    /// when it has no replication source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationStatus>,
 }
 
 impl TabletStatus {
@@ -153,6 +159,12 @@ async fn probe_inner(ep: &Endpoint) -> Result<TabletStatus, mysql_async::Error> 
             (executed.clone(), executed)
         }
     };
+    let mut replication = crate::replication_status(&mut conn).await?;
+    if let Some(r) = &mut replication
+        && flavor == Flavor::MariaDB
+    {
+        r.gtid_slave_pos = conn.query_first("SELECT @@GLOBAL.gtid_slave_pos").await?;
+    }
     let _ = conn.disconnect().await;
     Ok(TabletStatus {
         healthy: true,
@@ -163,6 +175,7 @@ async fn probe_inner(ep: &Endpoint) -> Result<TabletStatus, mysql_async::Error> 
         gtid_binlog_pos: binlog_pos,
         gtid_current_pos: current_pos,
         flavor: Some(flavor),
+        replication,
     })
 }
 

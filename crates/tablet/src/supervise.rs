@@ -26,6 +26,12 @@ pub enum ProcessState {
         reason: String,
         attempt: u32,
     },
+    /// The server runs but does not serve yet: a replica being seeded from
+    /// its primary, or waiting for it. Set by the cluster layer, which knows
+    /// what serving means for the tablet; never by [`supervise`].
+    Preparing {
+        reason: String,
+    },
     /// The supervisor gave up; the reason says what the operator must fix.
     Failed {
         reason: String,
