@@ -1,7 +1,9 @@
 //! `keyshift workflow ...`: a thin shell over `keyshift_workflow`, which the
 //! API calls too. Exit codes: 0 ok, 1 error, 2 validation findings, 3 action
-//! not allowed in the current state, 4 no such workflow, 5 `--wait-for`
-//! ended in `error` or timed out.
+//! not allowed in the current state (or on a reverse workflow), 4 no such
+//! workflow, 5 `--wait-for` ended in `error` or timed out, 6 verify-data
+//! found differences, 7 a traffic switch was refused or undone (nothing
+//! changed; safe to try again).
 
 use crate::Format;
 use crate::commands;
@@ -195,8 +197,9 @@ fn print_switch(r: &keyshift_workflow::SwitchReport, format: Format) -> Result<(
 fn exit_for(e: &WorkflowError) -> u8 {
     match e {
         WorkflowError::Invalid(_) => 2,
-        WorkflowError::NotAllowed { .. } => 3,
+        WorkflowError::NotAllowed { .. } | WorkflowError::IsReverse { .. } => 3,
         WorkflowError::NotFound(_) => 4,
+        WorkflowError::SwitchFailed(_) => 7,
         _ => 1,
     }
 }

@@ -449,7 +449,9 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
     let rev = show_json(&c, "move1_reverse");
     assert_eq!(rev["state"], "running", "{rev}");
     // Actions on the reverse workflow go through the forward one.
-    let err = c.fails(&["workflow", "stop", "move1_reverse"]);
+    let out = c.run(&["workflow", "stop", "move1_reverse"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reverse of `move1`"), "{err}");
     // In switched_primaries, cancel is not allowed; the error says what is.
     let out = c.run(&["workflow", "cancel", "move1"]);
@@ -546,7 +548,7 @@ async fn failed_switches_keep_serving_from_the_source_and_cancel_restores_everyt
 
     // A timeout: the hold window ends before the gates have drained.
     let out = c.run(&["workflow", "switch-traffic", "move1", "--timeout", "1ms"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(7));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("nothing changed") && err.contains("stays on commerce"),
@@ -662,10 +664,23 @@ async fn a_failure_after_any_step_of_either_switch_is_undone_without_errors_or_l
     ));
     more_writes(&ledger, 30).await;
 
+    // Replica reads over and back.
+    c.ok(&["workflow", "switch-traffic", "move1", "--replicas-only"]);
+    assert_eq!(
+        rules_target(&c, "customer@replica").as_deref(),
+        Some("customer.customer")
+    );
+    c.ok(&["workflow", "reverse-traffic", "move1"]);
+    assert_eq!(show_json(&c, "move1")["state"], "running");
+    assert_eq!(
+        rules_target(&c, "customer@replica").as_deref(),
+        Some("commerce.customer")
+    );
+
     for step in 1..=9 {
         let out = run_failing(&c, "switch-traffic", step);
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "step {step}: the switch succeeded");
+        assert_eq!(out.status.code(), Some(7), "step {step}");
         assert!(
             err.contains(&format!("failure injected after step {step}"))
                 && err.contains("nothing changed"),

@@ -253,7 +253,13 @@ pub fn new_managed_tablet(
         role,
         database: keyspace.to_string(),
         host: "127.0.0.1".to_string(),
-        port: requested_port,
+        // A replica's port is published once it replicates (the node sets
+        // it), so nothing reads from a replica still being seeded.
+        port: if role == TabletRole::Replica {
+            0
+        } else {
+            requested_port
+        },
         user: "keyshift".to_string(),
         password: random_password(),
         socket: None,

@@ -301,6 +301,7 @@ async fn drive(
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     let mut ended: Vec<Option<StreamExit>> = vec![None; w.streams.len()];
     let mut eta = EtaTracker::default();
+    let sources: Vec<String> = w.streams.iter().map(|s| s.source_shard.clone()).collect();
     let mut copy_done = w.copy_done;
     let mut failure: Option<String> = None;
     loop {
@@ -325,7 +326,7 @@ async fn drive(
                 }
                 let stop_after = w.options.stop_after_copy && copy_done
                     && ended.iter().all(|e| matches!(e, Some(StreamExit::CopyCompleted)));
-                let summaries = eta.summarize(&progress);
+                let summaries = eta.summarize(&progress, &sources);
                 let updated = update(topo, name, generation, |rec| {
                     for (s, p) in rec.streams.iter_mut().zip(&progress) {
                         mirror(s, p);
@@ -440,11 +441,18 @@ struct EtaTracker {
 }
 
 impl EtaTracker {
-    fn summarize(&mut self, progress: &[StreamProgress]) -> Vec<TableSummary> {
+    /// Per-table progress over streams. Every stream of one source shard
+    /// reads that shard's whole table (keeping its target's rows), so the
+    /// size and the rows read count once per source shard — the slowest of
+    /// its streams — while rows copied add up over all streams.
+    fn summarize(&mut self, progress: &[StreamProgress], sources: &[String]) -> Vec<TableSummary> {
         let mut by: BTreeMap<String, TableSummary> = BTreeMap::new();
         let mut order = Vec::new();
         let mut all_done: HashMap<String, bool> = HashMap::new();
-        for p in progress {
+        // (table, source shard) -> (estimated, slowest scanned)
+        let mut per_source: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for (i, p) in progress.iter().enumerate() {
+            let source = sources.get(i).cloned().unwrap_or_default();
             for t in &p.tables {
                 let e = by.entry(t.name.clone()).or_insert_with(|| {
                     order.push(t.name.clone());
@@ -454,10 +462,19 @@ impl EtaTracker {
                     }
                 });
                 e.rows_copied += t.rows_copied;
-                e.rows_scanned += t.rows_scanned;
-                e.estimated_rows += t.estimated_rows;
+                let ps = per_source
+                    .entry((t.name.clone(), source.clone()))
+                    .or_insert((0, u64::MAX));
+                ps.0 = ps.0.max(t.estimated_rows);
+                ps.1 = ps.1.min(t.rows_scanned);
                 let d = all_done.entry(t.name.clone()).or_insert(true);
                 *d = *d && t.done;
+            }
+        }
+        for ((table, _), (estimated, scanned)) in per_source {
+            if let Some(e) = by.get_mut(&table) {
+                e.estimated_rows += estimated;
+                e.rows_scanned += if scanned == u64::MAX { 0 } else { scanned };
             }
         }
         let now = Instant::now();

@@ -78,6 +78,18 @@ pub enum WorkflowError {
         state: State,
         allowed: Vec<Action>,
     },
+    /// Reverse workflows are operated through their forward workflow.
+    #[error("workflow `{name}` is the reverse of `{of}`; run {action} on `{of}`")]
+    IsReverse {
+        name: String,
+        of: String,
+        action: Action,
+    },
+    /// A traffic switch was refused (lag) or undone before its point of no
+    /// return: nothing changed, traffic stays where it was, and trying
+    /// again later is safe.
+    #[error("{0}")]
+    SwitchFailed(String),
     /// A tablet refused or failed a statement while creating.
     #[error("{0}")]
     Server(String),

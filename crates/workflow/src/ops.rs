@@ -291,9 +291,11 @@ async fn act(
         .update_json::<Workflow, _, WorkflowError>(&key, |cur| {
             let mut w = cur.ok_or_else(|| WorkflowError::NotFound(name.to_string()))?;
             if let Some(of) = &w.reverse_of {
-                return Err(WorkflowError::Server(format!(
-                    "workflow `{name}` is the reverse of `{of}`; run {action} on `{of}`"
-                )));
+                return Err(WorkflowError::IsReverse {
+                    name: name.to_string(),
+                    of: of.clone(),
+                    action,
+                });
             }
             let allowed = allowed_actions(w.state);
             if !allowed.contains(&action) {

@@ -137,10 +137,11 @@ fn server(msg: impl Into<String>) -> WorkflowError {
 
 fn check_allowed(w: &Workflow, action: Action) -> Result<()> {
     if let Some(of) = &w.reverse_of {
-        return Err(server(format!(
-            "workflow `{}` is the reverse of `{of}`; run {action} on `{of}`",
-            w.name
-        )));
+        return Err(WorkflowError::IsReverse {
+            name: w.name.clone(),
+            of: of.clone(),
+            action,
+        });
     }
     let allowed = allowed_actions(w.state);
     if allowed.contains(&action) {
@@ -769,7 +770,7 @@ where
         match current.max_lag() {
             Some(l) if l <= opts.max_lag.as_secs() => break,
             Some(l) => {
-                return Err(server(format!(
+                return Err(WorkflowError::SwitchFailed(format!(
                     "replication lag is {l} s, above the {} s allowed (--max-replication-lag-allowed); traffic stays on {}",
                     opts.max_lag.as_secs(),
                     dir.from_ks
@@ -779,7 +780,7 @@ where
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             None => {
-                return Err(server(format!(
+                return Err(WorkflowError::SwitchFailed(format!(
                     "the streams of `{feeding}` report no lag (state {}); traffic stays on {}",
                     current.state, dir.from_ks
                 )));
@@ -947,7 +948,7 @@ where
     );
     tracing::warn!(workflow = owner, "{msg}");
     log_event(topo, owner, by, msg.clone()).await;
-    server(msg)
+    WorkflowError::SwitchFailed(msg)
 }
 
 // ---------------------------------------------------------------------------

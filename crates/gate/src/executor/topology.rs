@@ -219,7 +219,9 @@ impl TopologyBuilder {
             live.insert(alias);
             if is_primary {
                 entry.primary = Some(tp);
-            } else if t.role == TabletRole::Replica {
+            } else if t.role == TabletRole::Replica && t.port != 0 {
+                // Port 0: a managed replica not seeded yet (its record gets
+                // its port once it replicates); reads go to the primary.
                 entry.replicas.push(tp);
             }
         }
