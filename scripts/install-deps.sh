@@ -5,7 +5,7 @@ set -euo pipefail
 
 want=(mariadb-server mariadb-client)
 if [[ "${1:-}" == "--test" ]]; then
-  want+=(sysbench)
+  want+=(sysbench chromium chromium-driver)
 fi
 
 missing=()

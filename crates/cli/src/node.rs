@@ -25,6 +25,9 @@ pub struct NodeInfo {
     /// Where applications connect (the gate's bound address).
     #[serde(default)]
     pub gate: Option<String>,
+    /// The API and dashboard's bound address.
+    #[serde(default)]
+    pub api: Option<String>,
 }
 
 fn lock_path(data_dir: &Path) -> PathBuf {
@@ -186,12 +189,25 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
     // Workflows after the gate: a stream never starts on a node that failed
     // to come up.
     let workflows = keyshift_workflow::Controller::spawn(topo.clone(), cancel.clone());
+    let _vdiffs = keyshift_vdiff::VdiffController::spawn(topo.clone(), cancel.clone());
+    // The API and dashboard last: they operate what is already running.
+    let api = match start_api(&file, topo.clone(), cancel.clone()).await {
+        Ok(a) => a,
+        Err(e) => {
+            cancel.cancel();
+            workflows.join().await;
+            gate.join().await;
+            runner.join().await;
+            return Err(e).context("starting the API (every server started so far was stopped)");
+        }
+    };
     let info = NodeInfo {
         pid: std::process::id(),
         started_at: keyshift_cluster::model::now_unix(),
         data_dir: data_dir.clone(),
         tablets: managed.len(),
         gate: Some(gate.addr().to_string()),
+        api: Some(api.server.addr().to_string()),
     };
     std::fs::write(ready_path(&data_dir), serde_json::to_vec_pretty(&info)?)
         .context("writing keyshift.ready")?;
@@ -201,12 +217,14 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         data_dir.display()
     );
     print_gate_hint(&file, &gate.addr().to_string());
+    print_api_hint(&api.server.addr().to_string(), &api.token_path);
     println!("  keyshift status   shows keyspaces, shards and tablets");
     println!("  Ctrl-C            stops everything");
 
     signals.recv().await;
     eprintln!("stopping...");
     cancel.cancel();
+    api.server.join().await;
     workflows.join().await;
     gate.join().await;
     runner.join().await;
@@ -296,6 +314,9 @@ async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> R
                 node.tablets,
                 data_dir.display()
             );
+            if let Some(addr) = &node.api {
+                print_api_hint(addr, &keyshift_api::token_path(&data_dir));
+            }
             println!("  logs: {}", log_path(&data_dir).display());
             println!("  keyshift status   shows keyspaces, shards and tablets");
             println!("  keyshift down     stops it");
@@ -314,6 +335,40 @@ async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> R
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+struct Api {
+    server: keyshift_api::ApiServer,
+    token_path: PathBuf,
+}
+
+/// The API token (created with mode 0600 on the first `up`) and the server.
+async fn start_api(
+    file: &ClusterFile,
+    topo: std::sync::Arc<dyn keyshift_topo::Topo>,
+    cancel: CancellationToken,
+) -> Result<Api> {
+    let addr: std::net::SocketAddr = file
+        .api
+        .listen
+        .parse()
+        .with_context(|| format!("[api] listen = {:?}", file.api.listen))?;
+    let (token, token_path) = keyshift_api::load_or_create(&file.data_dir())?;
+    let server = keyshift_api::start(topo, addr, token, cancel).await?;
+    Ok(Api { server, token_path })
+}
+
+/// Where the dashboard is and how to call the API; never the token itself
+/// (stdout of a detached node goes to its log).
+fn print_api_hint(addr: &str, token_path: &Path) {
+    println!(
+        "  dashboard: http://{addr}/   (sign in with the token in {})",
+        token_path.display()
+    );
+    println!(
+        "  api: curl -H \"Authorization: Bearer $(cat {})\" http://{addr}/api/v1/workflows",
+        token_path.display()
+    );
 }
 
 /// How to connect, with the first gate user as the example.

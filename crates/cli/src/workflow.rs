@@ -16,6 +16,8 @@ use keyshift_workflow::{
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+#[path = "verify.rs"]
+mod verify;
 
 /// An error that carries its exit code up to `main`.
 #[derive(Debug)]
@@ -90,6 +92,9 @@ pub enum WorkflowCmd {
     Start { name: String },
     /// Resume a workflow in error from committed progress.
     Retry { name: String },
+    /// Verify that the target equals the source (VDiff): `verify-data NAME`
+    /// requests one; `show`, `stop`, `resume` operate the latest.
+    VerifyData(verify::VerifyArgs),
     /// Send the tables' traffic to the target: replica reads only, or
     /// everything (queries are held briefly, never failed).
     SwitchTraffic {
@@ -377,6 +382,7 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
         WorkflowCmd::Start { name } => {
             action(keyshift_workflow::start(topo, &name, Trigger::Cli).await)
         }
+        WorkflowCmd::VerifyData(args) => verify::run(topo, args).await,
         WorkflowCmd::Retry { name } => {
             action(keyshift_workflow::retry(topo, &name, Trigger::Cli).await)
         }

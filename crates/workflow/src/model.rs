@@ -172,6 +172,7 @@ impl Action {
             Action::Stop
                 | Action::Start
                 | Action::Retry
+                | Action::VerifyData
                 | Action::SwitchTraffic
                 | Action::ReverseTraffic
                 | Action::Complete
@@ -541,7 +542,8 @@ mod tests {
 
     #[test]
     fn reserved_actions_are_not_offered() {
-        assert!(!allowed_actions(State::Running).contains(&Action::VerifyData));
+        assert!(allowed_actions(State::Running).contains(&Action::VerifyData));
+        assert!(allowed_actions(State::Stopped).contains(&Action::VerifyData));
         assert_eq!(
             allowed_actions(State::Error),
             vec![Action::Retry, Action::Stop, Action::Cancel]

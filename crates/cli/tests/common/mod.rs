@@ -121,3 +121,16 @@ pub fn processes_under(dir: &Path) -> usize {
         })
         .unwrap_or(0)
 }
+
+/// The node's API: its base URL (`http://host:port`) and bearer token.
+impl Cluster {
+    pub fn api(&self) -> (String, String) {
+        let node: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.data_dir().join("keyshift.ready")).expect("ready file"),
+        )
+        .expect("ready json");
+        let addr = node["api"].as_str().expect("api address in keyshift.ready");
+        let token = std::fs::read_to_string(self.data_dir().join("api-token")).expect("api token");
+        (format!("http://{addr}"), token.trim().to_string())
+    }
+}
