@@ -293,7 +293,10 @@ async fn move_tables_copies_replicates_and_obeys_its_states() {
 
     let j = show_json(&c, "move1");
     assert_eq!(j["state"], "running");
-    assert_eq!(j["allowed_actions"], serde_json::json!(["stop"]));
+    assert_eq!(
+        j["allowed_actions"],
+        serde_json::json!(["stop", "verify-data", "switch-traffic", "cancel"])
+    );
     assert!(
         j["table_progress"]
             .as_array()
@@ -450,7 +453,10 @@ async fn a_killed_target_puts_the_workflow_in_error_and_retry_completes() {
         reason.contains("-80"),
         "the reason names the stream: {reason}"
     );
-    assert_eq!(j["allowed_actions"], serde_json::json!(["retry", "stop"]));
+    assert_eq!(
+        j["allowed_actions"],
+        serde_json::json!(["retry", "stop", "cancel"])
+    );
     // The node restarts the dead server; retry then completes.
     let topo = c.topo().await;
     keyshift_cluster::demo::wait_for_primaries(topo.as_ref(), "customer", Duration::from_secs(60))
@@ -853,7 +859,10 @@ async fn a_killed_source_puts_the_workflow_in_error_and_retry_loses_nothing() {
         reason.contains("commerce/0"),
         "the reason names the stream: {reason}"
     );
-    assert_eq!(j["allowed_actions"], serde_json::json!(["retry", "stop"]));
+    assert_eq!(
+        j["allowed_actions"],
+        serde_json::json!(["retry", "stop", "cancel"])
+    );
     // The node restarts the dead source; more writes; retry completes.
     let topo = c.topo().await;
     keyshift_cluster::demo::wait_for_primaries(topo.as_ref(), "commerce", Duration::from_secs(60))
