@@ -11,7 +11,7 @@
 # each catching up exactly the same binlog range, ROUNDS rounds, rotating who
 # goes first.
 #
-# Usage: bench/apply/apply.sh [BACKLOG] [ROUNDS]      (defaults 30 3)
+# Usage: bench/apply/apply.sh [BACKLOG] [ROUNDS]      (defaults 20000tx 5)
 #        BACKLOG: seconds of sysbench (`30`), or a number of sysbench
 #        transactions with a `tx` suffix (`5000tx`).
 # Env:   KEYSHIFT_BIN=<path> (default target/release/keyshift)  SKIP_BUILD=1
@@ -40,8 +40,8 @@
 # before and after the backlog) / seconds.
 set -euo pipefail
 
-BACKLOG=${1:-30}
-ROUNDS=${2:-3}
+BACKLOG=${1:-20000tx}
+ROUNDS=${2:-5}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${KEYSHIFT_BIN:-$ROOT/target/release/keyshift}
 TABLES=${TABLES:-4}
@@ -101,7 +101,11 @@ fsub() { python3 -c "import sys; print(f'{float(sys.argv[1])-float(sys.argv[2]):
 WORK=$(mktemp -d /tmp/ks-apply.XXXXXX)
 CLUSTER=$WORK/keyshift.toml
 DATA=$WORK/data
-KS() { "$BIN" --cluster "$CLUSTER" "$@"; }
+# Run a private copy: the binary under test may be rebuilt while the
+# benchmark runs (and perf needs the file it profiles to still exist).
+cp "$BIN" "$WORK/keyshift"
+say "== keyshift binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1), copied to $WORK/keyshift)"
+KS() { "$WORK/keyshift" --cluster "$CLUSTER" "$@"; }
 NATIVES=(native native-parallel)
 declare -A NPID NSOCK NPORT
 
@@ -240,13 +244,14 @@ KS workflow show "$WF" --wait-for running --caught-up --timeout 1800s >/dev/null
 
 src_pos() { sql "$SRC_SOCK" -N -e 'SELECT @@gtid_binlog_pos'; }
 
-# SQL condition: the string column `col` (a GTID position) contains $1.
+# SQL condition: the string column `col` (a GTID position; keyshift stores
+# it with its flavor, `MariaDB/0-100-20`) contains $1.
 contains_sql() {
   local col=$1 pos=$2 e d s n conds=()
   IFS=, read -ra parts <<<"$pos"
   for e in "${parts[@]}"; do
     IFS=- read -r d s n <<<"$e"
-    conds+=("CAST(SUBSTRING_INDEX(REGEXP_SUBSTR(CONCAT(',', $col), ',$d-[0-9]+-[0-9]+'), '-', -1) AS UNSIGNED) >= $n")
+    conds+=("CAST(SUBSTRING_INDEX(REGEXP_SUBSTR($col, '(^|[,/])$d-[0-9]+-[0-9]+'), '-', -1) AS UNSIGNED) >= $n")
   done
   local IFS=' '
   printf '%s' "${conds[0]}"
@@ -279,9 +284,9 @@ ks_positions() { sql "$DST_SOCK" -N -e "SELECT GROUP_CONCAT(position SEPARATOR '
 # Wait until all appliers are at the source's current position (untimed).
 sync_all() {
   local p n; p=$(src_pos)
-  wait_keyshift "$p" 600 || die "keyshift not caught up to $p"
+  wait_keyshift "$p" 180 || die "keyshift not caught up to $p"
   for n in "${NATIVES[@]}"; do
-    [ "$(sql "${NSOCK[$n]}" -N -e "SELECT MASTER_GTID_WAIT('$p', 600)")" = 0 ] || die "$n not caught up to $p"
+    [ "$(sql "${NSOCK[$n]}" -N -e "SELECT MASTER_GTID_WAIT('$p', 180)")" = 0 ] || die "$n not caught up to $p"
   done
 }
 
@@ -305,29 +310,30 @@ build_backlog() { # -> sets P0 P1 NTX
   say "   backlog: $NTX transactions ($P0 -> $P1; sysbench ${tps} tps on the source)"
 }
 
-# Each run_* prints "seconds cpu-seconds" (cpu: the applier's processes;
-# for keyshift the node + the target mariadbd + the source mariadbd, which
-# serves the binlog dump; for native the replica + the source).
+# Each run_* prints "seconds applier-cpu-seconds source-cpu-seconds" (CPU =
+# utime+stime from /proc; applier: for keyshift the node process + the target
+# mariadbd, printed as "node+target"; for native the replica mariadbd. The
+# source mariadbd serves the binlog dump to either.)
 run_keyshift() {
-  local t0 t1 c0 c1
-  c0=$(python3 -c "print($(cpu_of "$NODE_PID") + $(cpu_of "$DST_PID") + $(cpu_of "$SRC_PID"))")
+  local t0 t1 n0 n1 d0 d1 s0 s1
+  n0=$(cpu_of "$NODE_PID"); d0=$(cpu_of "$DST_PID"); s0=$(cpu_of "$SRC_PID")
   t0=$(now)
   KS workflow start "$WF" >/dev/null
   wait_keyshift "$P1" 3600 || die "keyshift did not reach $P1 (at $(ks_positions))"
   t1=$(now)
-  c1=$(python3 -c "print($(cpu_of "$NODE_PID") + $(cpu_of "$DST_PID") + $(cpu_of "$SRC_PID"))")
-  echo "$(elapsed "$t0" "$t1") $(fsub "$c1" "$c0")"
+  n1=$(cpu_of "$NODE_PID"); d1=$(cpu_of "$DST_PID"); s1=$(cpu_of "$SRC_PID")
+  echo "$(elapsed "$t0" "$t1") $(fsub "$n1" "$n0")+$(fsub "$d1" "$d0") $(fsub "$s1" "$s0")"
 }
 
 run_native() { # name
-  local n=$1 t0 t1 c0 c1 r
-  c0=$(python3 -c "print($(cpu_of "${NPID[$n]}") + $(cpu_of "$SRC_PID"))")
+  local n=$1 t0 t1 c0 c1 s0 s1 r
+  c0=$(cpu_of "${NPID[$n]}"); s0=$(cpu_of "$SRC_PID")
   t0=$(now)
   r=$(sql "${NSOCK[$n]}" -N -e "START SLAVE; SELECT MASTER_GTID_WAIT('$P1', 3600)")
   t1=$(now)
-  c1=$(python3 -c "print($(cpu_of "${NPID[$n]}") + $(cpu_of "$SRC_PID"))")
+  c1=$(cpu_of "${NPID[$n]}"); s1=$(cpu_of "$SRC_PID")
   [ "$r" = 0 ] || { sql "${NSOCK[$n]}" -e 'SHOW SLAVE STATUS\G' >&2; die "$n did not reach $P1"; }
-  echo "$(elapsed "$t0" "$t1") $(fsub "$c1" "$c0")"
+  echo "$(elapsed "$t0" "$t1") $(fsub "$c1" "$c0") $(fsub "$s1" "$s0")"
 }
 
 # Row counts and CHECKSUM TABLE of every table: source = dst = each replica.
@@ -347,7 +353,7 @@ verify_round() {
 say "== syncing every applier to the source"
 sync_all
 
-declare -A T C
+declare -A T C SC
 NTXS=""
 order=(keyshift native native-parallel)
 for r in $(seq 1 "$ROUNDS"); do
@@ -362,36 +368,48 @@ for r in $(seq 1 "$ROUNDS"); do
       keyshift) out=$(run_keyshift) ;;
       native|native-parallel) out=$(run_native "$side") ;;
     esac
-    read -r s c <<<"$out"
+    read -r s c sc <<<"$out"
     rate=$(python3 -c "print(f'{$NTX/max($s,0.001):,.0f}')")
-    say "   round $r $side: ${s}s, $rate tx/s (cpu ${c}s)"
+    say "   round $r $side: ${s}s, $rate tx/s (cpu s: applier ${c}, source ${sc})"
     T[$side]="${T[$side]:-} $s"
     C[$side]="${C[$side]:-} $c"
+    SC[$side]="${SC[$side]:-} $sc"
   done
   verify_round
 done
 
 # --- optional profile ----------------------------------------------------------
-PROFILE_TOP=""
 if [ -n "${PROFILE:-}" ]; then
   if command -v perf >/dev/null; then
     say "== profile: one more (untimed) keyshift catch-up under perf record"
     stop_all
     build_backlog
-    perf record -e cpu-clock -F 999 -g -p "$NODE_PID" -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
+    # DWARF call graphs: release builds have no frame pointers.
+    perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$NODE_PID,$DST_PID,$SRC_PID" \
+      -o "$WORK/perf.data" >"$WORK/perf.log" 2>&1 &
     PERF_PID=$!
-    sleep 0.5
+    sleep 1
     out=$(run_keyshift)
     kill -INT "$PERF_PID" 2>/dev/null || true
     wait "$PERF_PID" 2>/dev/null || true
-    say "   profiled catch-up: $out (s, cpu s) for $NTX transactions"
-    perf report -i "$WORK/perf.data" --no-children --sort dso,symbol --stdio 2>/dev/null |
-      grep -v '^#' | grep '%' | head -40 >"$WORK/perf.top" || true
-    perf report -i "$WORK/perf.data" --no-children --sort comm --stdio 2>/dev/null |
-      grep -v '^#' | grep '%' | head -10 >"$WORK/perf.threads" || true
-    PROFILE_TOP=$WORK/perf.top
-    say "   perf top symbols: $WORK/perf.top (KEEP=1 to keep)"
-    cat "$WORK/perf.threads" "$WORK/perf.top" >&2
+    say "   profiled catch-up: $out (s, cpu s node+target, source) for $NTX transactions (slowed by perf)"
+    prep() { perf report -i "$WORK/perf.data" --stdio -g none --percent-limit 0.5 "$@" 2>/dev/null | grep -v '^#' | grep '%' || true; }
+    {
+      echo "### CPU samples by process and thread (node, target mariadbd, source mariadbd)"
+      prep --no-children --sort pid,comm | head -20
+      echo
+      echo "### keyshift node: inclusive (children) time of keyshift/mysql_async functions, top 45"
+      prep --children --pid "$NODE_PID" --sort sym | grep -v '(inlined)' |
+        grep -E 'keyshift_|mysql_async|mysql_common' | cut -c1-220 | head -45
+      echo
+      echo "### keyshift node: self time by function, top 30"
+      prep --no-children --pid "$NODE_PID" --sort dso,sym | head -30
+      echo
+      echo "### target mariadbd: self time by function, top 25"
+      prep --no-children --pid "$DST_PID" --sort dso,sym | head -25
+    } >"$WORK/perf.txt"
+    say "   profile: $WORK/perf.txt (KEEP=1 to keep)"
+    cat "$WORK/perf.txt" >&2
     for n in "${NATIVES[@]}"; do run_native "$n" >/dev/null; done
   else
     say "== PROFILE=1 but perf is not installed; skipped"
@@ -400,26 +418,38 @@ fi
 
 # --- summary -------------------------------------------------------------------
 summary=$(python3 - "$NTXS" "${T[keyshift]}" "${T[native]}" "${T[native-parallel]}" \
-  "${C[keyshift]}" "${C[native]}" "${C[native-parallel]}" "$PARALLEL" <<'EOF'
+  "${C[keyshift]}" "${C[native]}" "${C[native-parallel]}" "$PARALLEL" \
+  "${SC[keyshift]}" "${SC[native]}" "${SC[native-parallel]}" <<'EOF'
 import statistics, sys
 ntx = [int(x) for x in sys.argv[1].split()]
 names = ["keyshift", "native (1 SQL thread)", f"native-parallel ({sys.argv[8]} threads, optimistic)"]
 secs = [[float(x) for x in a.split()] for a in sys.argv[2:5]]
-cpus = [[float(x) for x in a.split()] for a in sys.argv[5:8]]
+# applier CPU: "node+target" for keyshift, one number for the replicas
+cpus = [[[float(p) for p in x.split("+")] for x in a.split()] for a in sys.argv[5:8]]
+srcs = [[float(x) for x in a.split()] for a in sys.argv[9:12]]
 rates = [[n / max(s, 1e-3) for n, s in zip(ntx, r)] for r in secs]
 med = [statistics.median(r) for r in rates]
+def per_k(vals):
+    return statistics.median([1000 * v / n for v, n in zip(vals, ntx)])
 print(f"backlog per round (transactions): {' '.join(str(n) for n in ntx)}")
 print()
-print("| applier | rounds (s) | rounds (tx/s) | median tx/s | min–max tx/s | CPU s per 1000 tx (median) |")
-print("|---|---|---|---|---|---|")
-for n, s, r, m, c in zip(names, secs, rates, med, cpus):
-    cpt = statistics.median([1000 * ci / ni for ci, ni in zip(c, ntx)])
+print("| applier | rounds (s) | rounds (tx/s) | median tx/s | min–max tx/s |")
+print("|---|---|---|---|---|")
+for n, s, r, m in zip(names, secs, rates, med):
     print(f"| {n} | {' '.join(f'{x:.2f}' for x in s)} | {' '.join(f'{x:,.0f}' for x in r)} "
-          f"| {m:,.0f} | {min(r):,.0f}–{max(r):,.0f} | {cpt:.2f} |")
+          f"| {m:,.0f} | {min(r):,.0f}–{max(r):,.0f} |")
 print()
 print(f"- keyshift / native: **{med[0]/med[1]:.2f}×** (median rates; target ≥ 1.0)")
 print(f"- keyshift / native-parallel: **{med[0]/med[2]:.2f}×**")
-print("- CPU: keyshift = node + target mariadbd + source mariadbd; native = replica mariadbd + source mariadbd")
+print()
+print("CPU seconds per 1000 transactions (median over rounds; utime+stime from /proc):")
+print()
+print("| applier | applier processes | source mariadbd (binlog dump) |")
+print("|---|---|---|")
+k = cpus[0]
+print(f"| keyshift | {per_k([sum(x) for x in k]):.3f} (node {per_k([x[0] for x in k]):.3f} + target mariadbd {per_k([x[1] for x in k]):.3f}) | {per_k(srcs[0]):.3f} |")
+for n, c, sc in zip(names[1:], cpus[1:], srcs[1:]):
+    print(f"| {n} | {per_k([x[0] for x in c]):.3f} (replica mariadbd) | {per_k(sc):.3f} |")
 EOF
 )
 printf '\n%s\n' "$summary"
