@@ -5,7 +5,7 @@
 # steady rate through the gate.
 #
 # Usage: bench/cutover/cutover.sh [ROUNDS] [RATE] [SECONDS]   (defaults 3 200 12)
-# Env:   SKIP_BUILD=1  KEEP=1  RESULTS=<file to append the summary to>
+# Env:   SKIP_BUILD=1  KEYSHIFT_BIN=<binary>  KEEP=1  RESULTS=<file to append the summary to>
 #
 # Each round runs sysbench oltp_read_write (1 thread, --rate=RATE
 # transactions/s, SECONDS long) three times through the gate:
@@ -24,7 +24,7 @@ ROUNDS=${1:-3}
 RATE=${2:-200}
 SECONDS_PER_RUN=${3:-12}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=$ROOT/target/release/keyshift
+BIN=${KEYSHIFT_BIN:-$ROOT/target/release/keyshift}
 COMMAND="bench/cutover/cutover.sh $ROUNDS $RATE $SECONDS_PER_RUN"
 
 say() { printf '%s\n' "$*" >&2; }

@@ -1,6 +1,7 @@
 //! `keyshift`: the one binary. Every role is a subcommand; `keyshift up`
 //! runs them all in one process.
 
+mod client;
 mod commands;
 mod node;
 mod output;
@@ -88,8 +89,7 @@ enum Command {
     #[command(subcommand, name = "routing-rules")]
     RoutingRules(commands::RoutingCmd),
     /// Create, follow and operate data-motion workflows.
-    #[command(subcommand)]
-    Workflow(workflow::WorkflowCmd),
+    Workflow(workflow::WorkflowArgs),
     /// Map a value through a vindex: the keyspace id and the shard of each
     /// sharded keyspace that holds it.
     Vindex {

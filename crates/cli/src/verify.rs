@@ -8,17 +8,21 @@
 //! keyshift workflow verify-data resume NAME [--wait]           continue after the last keys
 //! ```
 //!
+//! Over the node's API when one runs (request, show and follow), else on
+//! the topo; `stop` and `resume` have no API route yet and always use the
+//! topo, as do `--row-level` and `--chunk-rows` (no API field yet).
+//!
 //! Exit codes as for every workflow command, plus 6: the report found
 //! differences (with `--wait`, or `show` of a completed report).
 
-use super::Exit;
+use super::{Backend, Domain, Exit, api_fail, seg};
 use crate::Format;
 use crate::output::{print_json, table};
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use keyshift_topo::Topo;
 use keyshift_vdiff::{DiffKind, TableState, VdiffError, VdiffOptions, VdiffRecord, VdiffState};
 use keyshift_workflow::{Trigger, WorkflowError};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// The report found differences.
@@ -106,7 +110,60 @@ fn fail(e: VdiffError) -> anyhow::Error {
     anyhow::Error::new(Exit(exit_for(&e)))
 }
 
-pub async fn run(topo: &dyn Topo, args: VerifyArgs) -> Result<()> {
+/// The VDiff part of a workflow as the API answers it.
+#[derive(serde::Deserialize)]
+struct WithVdiff {
+    vdiff: Option<VdiffRecord>,
+}
+
+impl Backend {
+    /// The latest VDiff of a workflow, if one was run.
+    async fn vdiff_show(&self, name: &str) -> Result<Option<VdiffRecord>> {
+        match &self.api {
+            Some(c) => c
+                .get::<WithVdiff>(&format!("/workflows/{}", seg(name)))
+                .await
+                .map(|w| w.vdiff)
+                .map_err(|e| api_fail(c, e, Domain::Vdiff)),
+            None => keyshift_vdiff::show(self.topo().await?, name)
+                .await
+                .map_err(fail),
+        }
+    }
+
+    async fn vdiff_start(&self, name: &str, options: VdiffOptions) -> Result<VdiffRecord> {
+        let d = VdiffOptions::default();
+        let expressible = options.checksum == d.checksum && options.chunk_rows == d.chunk_rows;
+        match &self.api {
+            Some(c) if expressible => {
+                let body = json!({
+                    "tables": options.tables,
+                    "max_samples": options.max_samples,
+                    "batch_rows": options.batch_rows,
+                    "max_rows_per_second": options.max_rows_per_second,
+                });
+                let w: WithVdiff = c
+                    .post(&format!("/workflows/{}/verify-data", seg(name)), &body)
+                    .await
+                    .map_err(|e| api_fail(c, e, Domain::Vdiff))?;
+                w.vdiff.ok_or_else(|| {
+                    eprintln!("error: the API started a VDiff of workflow {name} but shows none");
+                    anyhow::Error::new(Exit(1))
+                })
+            }
+            _ => {
+                let topo = self
+                    .local_topo("verify-data with --row-level or --chunk-rows")
+                    .await?;
+                keyshift_vdiff::start(topo, name, options, Trigger::Cli)
+                    .await
+                    .map_err(fail)
+            }
+        }
+    }
+}
+
+pub async fn run(b: &Backend, args: VerifyArgs) -> Result<()> {
     match args.action {
         Some(VerifyCmd::Show {
             name,
@@ -115,25 +172,23 @@ pub async fn run(topo: &dyn Topo, args: VerifyArgs) -> Result<()> {
             format,
         }) => {
             let rec = if wait {
-                follow(topo, &name, timeout, format).await?
+                follow(b, &name, timeout, format).await?
             } else {
-                keyshift_vdiff::show(topo, &name)
-                    .await
-                    .map_err(fail)?
+                b.vdiff_show(&name)
+                    .await?
                     .ok_or_else(|| fail(VdiffError::NotFound(name.clone())))?
             };
             report(&rec, format)
         }
         Some(VerifyCmd::Stop { name, format }) => {
+            let topo = b.local_topo("verify-data stop").await?;
             let rec = keyshift_vdiff::stop(topo, &name, Trigger::Cli)
                 .await
                 .map_err(fail)?;
             // The runner records the stop when it has ended.
-            let rec = wait_until(topo, &name, Duration::from_secs(30), |r| {
-                !r.state.is_active()
-            })
-            .await?
-            .unwrap_or(rec);
+            let rec = wait_until(b, &name, Duration::from_secs(30), |r| !r.state.is_active())
+                .await?
+                .unwrap_or(rec);
             if format == Format::Json {
                 print_json(&rec)
             } else {
@@ -147,11 +202,12 @@ pub async fn run(topo: &dyn Topo, args: VerifyArgs) -> Result<()> {
             timeout,
             format,
         }) => {
+            let topo = b.local_topo("verify-data resume").await?;
             let rec = keyshift_vdiff::resume(topo, &name, Trigger::Cli)
                 .await
                 .map_err(fail)?;
             if wait {
-                let rec = follow(topo, &name, timeout, format).await?;
+                let rec = follow(b, &name, timeout, format).await?;
                 return report(&rec, format);
             }
             requested(&rec, format, "resumed")
@@ -169,11 +225,9 @@ pub async fn run(topo: &dyn Topo, args: VerifyArgs) -> Result<()> {
                 chunk_rows: args.chunk_rows,
                 ..VdiffOptions::default()
             };
-            let rec = keyshift_vdiff::start(topo, &name, options, Trigger::Cli)
-                .await
-                .map_err(fail)?;
+            let rec = b.vdiff_start(&name, options).await?;
             if args.wait {
-                let rec = follow(topo, &name, args.timeout, args.format).await?;
+                let rec = follow(b, &name, args.timeout, args.format).await?;
                 return report(&rec, args.format);
             }
             requested(&rec, args.format, "requested")
@@ -196,14 +250,14 @@ fn requested(rec: &VdiffRecord, format: Format, what: &str) -> Result<()> {
 
 /// Polls the record until `done` holds (None if there is no record).
 async fn wait_until(
-    topo: &dyn Topo,
+    b: &Backend,
     name: &str,
     within: Duration,
     done: impl Fn(&VdiffRecord) -> bool,
 ) -> Result<Option<VdiffRecord>> {
     let deadline = Instant::now() + within;
     loop {
-        let rec = keyshift_vdiff::show(topo, name).await.map_err(fail)?;
+        let rec = b.vdiff_show(name).await?;
         match rec {
             None => return Ok(None),
             Some(r) if done(&r) || Instant::now() > deadline => return Ok(Some(r)),
@@ -214,12 +268,7 @@ async fn wait_until(
 
 /// Follows a VDiff until it ends, with a progress bar per table on a
 /// terminal.
-async fn follow(
-    topo: &dyn Topo,
-    name: &str,
-    timeout: Duration,
-    format: Format,
-) -> Result<VdiffRecord> {
+async fn follow(b: &Backend, name: &str, timeout: Duration, format: Format) -> Result<VdiffRecord> {
     use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
     let bars = MultiProgress::with_draw_target(if format == Format::Table {
         ProgressDrawTarget::stderr()
@@ -232,9 +281,9 @@ async fn follow(
     let mut per_table: std::collections::HashMap<String, ProgressBar> = Default::default();
     let deadline = Instant::now() + timeout;
     loop {
-        let rec = keyshift_vdiff::show(topo, name)
-            .await
-            .map_err(fail)?
+        let rec = b
+            .vdiff_show(name)
+            .await?
             .ok_or_else(|| fail(VdiffError::NotFound(name.to_string())))?;
         for t in &rec.tables {
             let bar = per_table.entry(t.name.clone()).or_insert_with(|| {

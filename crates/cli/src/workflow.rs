@@ -1,19 +1,27 @@
-//! `keyshift workflow ...`: a thin shell over `keyshift_workflow`, which the
-//! API calls too. Exit codes: 0 ok, 1 error, 2 validation findings, 3 action
+//! `keyshift workflow ...`: a thin shell over the node's REST API when a
+//! node runs (so the node performs and records the action, trigger `api`),
+//! else over `keyshift_workflow` on the topo (trigger `cli`), which is what
+//! the API calls too. `--api URL` (or `KEYSHIFT_API`, token in
+//! `KEYSHIFT_API_TOKEN`) operates a node elsewhere. Exit codes: 0 ok, 1 error, 2 validation findings, 3 action
 //! not allowed in the current state (or on a reverse workflow), 4 no such
 //! workflow, 5 `--wait-for` ended in `error` or timed out, 6 verify-data
 //! found differences, 7 a traffic switch was refused or undone (nothing
 //! changed; safe to try again).
 
 use crate::Format;
+use crate::client::{Client, ClientError, Target};
 use crate::commands;
 use crate::output::{print_json, table};
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use keyshift_topo::Topo;
 use keyshift_workflow::{
-    CreateRequest, OnDdl, Options, State, Trigger, ValidationReport, Workflow, WorkflowError,
+    CompleteMode, CreateRequest, OnDdl, Options, State, Trigger, ValidationReport, Workflow,
+    WorkflowError,
 };
-use std::path::Path;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "verify.rs"]
@@ -29,6 +37,19 @@ impl std::fmt::Display for Exit {
     }
 }
 impl std::error::Error for Exit {}
+
+/// `keyshift workflow [--api URL] COMMAND`.
+#[derive(clap::Args)]
+pub struct WorkflowArgs {
+    /// The node's API, e.g. http://10.0.0.5:15000 (default: the node running
+    /// from the cluster file, found through its `keyshift.ready`; without a
+    /// running node the CLI works on the topo directly). The token is read
+    /// from KEYSHIFT_API_TOKEN, else from the local node's data dir.
+    #[arg(long, global = true, env = "KEYSHIFT_API")]
+    pub api: Option<String>,
+    #[command(subcommand)]
+    pub cmd: WorkflowCmd,
+}
 
 #[derive(Subcommand)]
 pub enum WorkflowCmd {
@@ -173,9 +194,56 @@ impl SwitchArgs {
                 .and_then(|v| v.parse().ok()),
         }
     }
+
+    /// The API's body for these options, or `None` when the API cannot
+    /// express them (it takes whole seconds and has no hold-window, queue
+    /// or test-hook parameters): such a switch runs on the topo instead.
+    fn api_body(&self) -> Option<Value> {
+        let o = self.options();
+        let d = keyshift_workflow::SwitchOptions::default();
+        let whole = |t: Duration| (t.subsec_nanos() == 0).then_some(t.as_secs());
+        let expressible = o.hold_window == d.hold_window
+            && o.max_queued == d.max_queued
+            && o.fail_after_step.is_none()
+            && o.timeout >= Duration::from_secs(1);
+        let (max_lag, timeout) = (whole(o.max_lag)?, whole(o.timeout)?);
+        expressible.then(|| {
+            json!({
+                "replicas_only": o.replicas_only,
+                "max_lag_seconds": max_lag,
+                "timeout_seconds": timeout,
+                "dry_run": o.dry_run,
+            })
+        })
+    }
 }
 
-fn print_switch(r: &keyshift_workflow::SwitchReport, format: Format) -> Result<()> {
+/// What a switch did: the library's `SwitchReport`, or the API's `report`
+/// (same fields), printed the same way either way.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SwitchOut {
+    workflow: String,
+    dry_run: bool,
+    steps: Vec<String>,
+    state: State,
+    duration_ms: u64,
+    held_ms: Option<u64>,
+}
+
+impl From<keyshift_workflow::SwitchReport> for SwitchOut {
+    fn from(r: keyshift_workflow::SwitchReport) -> Self {
+        SwitchOut {
+            workflow: r.workflow,
+            dry_run: r.dry_run,
+            steps: r.steps,
+            state: r.state,
+            duration_ms: r.duration_ms,
+            held_ms: r.held_ms,
+        }
+    }
+}
+
+fn print_switch(r: &SwitchOut, format: Format) -> Result<()> {
     if format == Format::Json {
         return print_json(r);
     }
@@ -219,6 +287,56 @@ fn fail(e: WorkflowError) -> anyhow::Error {
     anyhow::Error::new(Exit(code))
 }
 
+/// Which library an API error stands for: the API answers a VDiff in the
+/// wrong state with `conflict`, which for a workflow means a refused switch.
+#[derive(Clone, Copy, PartialEq)]
+enum Domain {
+    Workflow,
+    Vdiff,
+}
+
+/// Prints an API error the way the library path prints the same failure
+/// and turns it into the same exit code (mapped by the stable `code`).
+fn api_fail(client: &Client, e: ClientError, domain: Domain) -> anyhow::Error {
+    let ClientError::Api {
+        code,
+        message,
+        details,
+        ..
+    } = &e
+    else {
+        eprintln!("error: {e}");
+        return anyhow::Error::new(Exit(1));
+    };
+    let exit = match code.as_str() {
+        "invalid" => match findings(details) {
+            Some(r) => {
+                print_findings(&r);
+                return anyhow::Error::new(Exit(2));
+            }
+            None => 2,
+        },
+        "not_allowed" => 3,
+        "not_found" => 4,
+        "conflict" if details["nothing_changed"] == Value::Bool(true) => 7,
+        "conflict" if domain == Domain::Vdiff => 3,
+        "unauthorized" => {
+            eprintln!("error: {}; nothing was done", client.unauthorized(message));
+            return anyhow::Error::new(Exit(1));
+        }
+        _ => 1,
+    };
+    eprintln!("error: {message}");
+    anyhow::Error::new(Exit(exit))
+}
+
+/// The validation report in a 422's details (create's pre-checks), if the
+/// error is one.
+fn findings(details: &Value) -> Option<ValidationReport> {
+    details.get("findings")?;
+    serde_json::from_value(details.clone()).ok()
+}
+
 fn print_findings(r: &ValidationReport) {
     eprintln!("validation found {} problem(s):", r.findings.len());
     for f in &r.findings {
@@ -232,10 +350,268 @@ fn print_findings(r: &ValidationReport) {
     }
 }
 
-pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
-    let ctx = commands::open(cluster).await?;
-    let topo = ctx.topo.as_ref();
-    match cmd {
+/// Where the commands act: the node's API, or the topo when no node runs
+/// (opened lazily, so that commands over the API need no local topo).
+pub struct Backend {
+    api: Option<Client>,
+    /// `--api` was given: never fall back to a local topo behind the
+    /// user's back.
+    explicit: bool,
+    cluster: PathBuf,
+    topo: tokio::sync::OnceCell<Arc<dyn Topo>>,
+}
+
+/// Path segment escaping for workflow names (they are validated on create,
+/// but `show` takes whatever is typed).
+fn seg(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl Backend {
+    async fn new(cluster: &Path, api: Option<&str>) -> Result<Backend> {
+        let (api, explicit) = match Client::locate(cluster, api).await? {
+            Target::Explicit(c) => (Some(c), true),
+            Target::Local(c) => (c, false),
+        };
+        Ok(Backend {
+            api,
+            explicit,
+            cluster: cluster.to_path_buf(),
+            topo: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The topo, for the library path.
+    async fn topo(&self) -> Result<&dyn Topo> {
+        let t = self
+            .topo
+            .get_or_try_init(|| async { commands::open(&self.cluster).await.map(|c| c.topo) })
+            .await?;
+        Ok(t.as_ref())
+    }
+
+    /// The topo for an operation the API cannot express yet: fine next to
+    /// the node (the library coordinates through the topo), refused with
+    /// `--api` (the user asked for that remote node).
+    async fn local_topo(&self, what: &str) -> Result<&dyn Topo> {
+        if self.explicit {
+            eprintln!(
+                "error: {what} is not available over the API yet; run it on the node's machine without --api"
+            );
+            return Err(Exit(1).into());
+        }
+        self.topo().await
+    }
+
+    fn api_err(&self, c: &Client, domain: Domain) -> impl Fn(ClientError) -> anyhow::Error {
+        move |e| api_fail(c, e, domain)
+    }
+
+    pub async fn show(&self, name: &str) -> Result<Workflow> {
+        match &self.api {
+            Some(c) => c
+                .get(&format!("/workflows/{}", seg(name)))
+                .await
+                .map_err(self.api_err(c, Domain::Workflow)),
+            None => keyshift_workflow::show(self.topo().await?, name)
+                .await
+                .map_err(fail),
+        }
+    }
+
+    /// Every workflow, in name order (the topo's order).
+    async fn list(&self) -> Result<Vec<Workflow>> {
+        let Some(c) = &self.api else {
+            return keyshift_workflow::list(self.topo().await?)
+                .await
+                .map_err(fail);
+        };
+        let err = self.api_err(c, Domain::Workflow);
+        let mut names = Vec::new();
+        let mut offset = 0u64;
+        loop {
+            let page: Value = c
+                .get(&format!("/workflows?limit=500&offset={offset}"))
+                .await
+                .map_err(&err)?;
+            for w in page["workflows"].as_array().into_iter().flatten() {
+                if let Some(n) = w["name"].as_str() {
+                    names.push(n.to_string());
+                }
+            }
+            match page["next_offset"].as_u64() {
+                Some(n) if n > offset => offset = n,
+                _ => break,
+            }
+        }
+        names.sort();
+        names.dedup();
+        // The list rows are summaries; scripts get the whole records, as
+        // on the library path.
+        let mut all = Vec::with_capacity(names.len());
+        for n in names {
+            match c.get(&format!("/workflows/{}", seg(&n))).await {
+                Ok(w) => all.push(w),
+                // Deleted (cancelled and cleaned) between the two calls.
+                Err(ClientError::Api { code, .. }) if code == "not_found" => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(all)
+    }
+
+    fn create_body(req: &CreateRequest, validate_only: bool) -> Value {
+        let o = &req.options;
+        json!({
+            "name": req.name,
+            "source_keyspace": req.source_keyspace,
+            "target_keyspace": req.target_keyspace,
+            "tables": req.tables,
+            "all_tables": req.all_tables,
+            "exclude_tables": req.exclude_tables,
+            "validate_only": validate_only,
+            "options": {
+                "defer_secondary_keys": o.defer_secondary_keys,
+                "on_ddl": o.on_ddl,
+                "stop_after_copy": o.stop_after_copy,
+                "copy_batch_rows": o.copy_batch_rows,
+                "copy_cycle_ms": o.copy_cycle_ms,
+                "max_transient_retries": o.max_transient_retries,
+            },
+        })
+    }
+
+    async fn validate_only(&self, req: &CreateRequest) -> Result<ValidationReport> {
+        match &self.api {
+            Some(c) => c
+                .post("/workflows", &Self::create_body(req, true))
+                .await
+                .map_err(self.api_err(c, Domain::Workflow)),
+            None => keyshift_workflow::validate_only(self.topo().await?, req)
+                .await
+                .map_err(fail),
+        }
+    }
+
+    /// Creates; a failed validation is printed as JSON for scripts.
+    async fn create(&self, req: &CreateRequest, format: Format) -> Result<Workflow> {
+        let Some(c) = &self.api else {
+            return match keyshift_workflow::create(self.topo().await?, req).await {
+                Ok(w) => Ok(w),
+                Err(WorkflowError::Invalid(r)) if format == Format::Json => {
+                    print_json(&r)?;
+                    Err(Exit(2).into())
+                }
+                Err(e) => Err(fail(e)),
+            };
+        };
+        match c.post("/workflows", &Self::create_body(req, false)).await {
+            Ok(w) => Ok(w),
+            Err(ClientError::Api { code, details, .. })
+                if code == "invalid" && format == Format::Json && findings(&details).is_some() =>
+            {
+                print_json(&findings(&details))?;
+                Err(Exit(2).into())
+            }
+            Err(e) => Err(api_fail(c, e, Domain::Workflow)),
+        }
+    }
+
+    /// A parameterless action (stop, start, retry).
+    async fn simple(&self, action: &str, name: &str) -> Result<Workflow> {
+        let Some(c) = &self.api else {
+            let topo = self.topo().await?;
+            let r = match action {
+                "stop" => keyshift_workflow::stop(topo, name, Trigger::Cli).await,
+                "start" => keyshift_workflow::start(topo, name, Trigger::Cli).await,
+                _ => keyshift_workflow::retry(topo, name, Trigger::Cli).await,
+            };
+            return r.map_err(fail);
+        };
+        c.post(&format!("/workflows/{}/{action}", seg(name)), &json!({}))
+            .await
+            .map_err(self.api_err(c, Domain::Workflow))
+    }
+
+    async fn switch(&self, name: &str, args: &SwitchArgs, reverse: bool) -> Result<SwitchOut> {
+        if let (Some(c), Some(body)) = (&self.api, args.api_body()) {
+            #[derive(serde::Deserialize)]
+            struct WithReport {
+                report: SwitchOut,
+            }
+            let path = format!(
+                "/workflows/{}/{}",
+                seg(name),
+                if reverse {
+                    "reverse-traffic"
+                } else {
+                    "switch-traffic"
+                }
+            );
+            let r: WithReport = c
+                .post(&path, &body)
+                .await
+                .map_err(self.api_err(c, Domain::Workflow))?;
+            return Ok(r.report);
+        }
+        let topo = self
+            .local_topo("switching with --hold-window, --max-held-queries or sub-second durations")
+            .await?;
+        let o = args.options();
+        let r = if reverse {
+            keyshift_workflow::reverse_traffic(topo, name, &o, Trigger::Cli).await
+        } else {
+            keyshift_workflow::switch_traffic(topo, name, &o, Trigger::Cli).await
+        };
+        r.map(SwitchOut::from).map_err(fail)
+    }
+
+    async fn complete(&self, name: &str, mode: CompleteMode) -> Result<Workflow> {
+        let Some(c) = &self.api else {
+            return keyshift_workflow::complete(self.topo().await?, name, mode, Trigger::Cli)
+                .await
+                .map_err(fail);
+        };
+        let mode = match mode {
+            CompleteMode::KeepData => "keep_data",
+            CompleteMode::RenameTables => "rename_tables",
+            CompleteMode::Drop => "drop",
+        };
+        c.post(
+            &format!("/workflows/{}/complete", seg(name)),
+            &json!({ "mode": mode }),
+        )
+        .await
+        .map_err(self.api_err(c, Domain::Workflow))
+    }
+
+    async fn cancel(&self, name: &str, keep_data: bool) -> Result<Workflow> {
+        let Some(c) = &self.api else {
+            return keyshift_workflow::cancel(self.topo().await?, name, keep_data, Trigger::Cli)
+                .await
+                .map_err(fail);
+        };
+        c.post(
+            &format!("/workflows/{}/cancel", seg(name)),
+            &json!({ "keep_data": keep_data }),
+        )
+        .await
+        .map_err(self.api_err(c, Domain::Workflow))
+    }
+}
+
+pub async fn run(cluster: &Path, args: WorkflowArgs) -> Result<()> {
+    let backend = Backend::new(cluster, args.api.as_deref()).await?;
+    let b = &backend;
+    match args.cmd {
         WorkflowCmd::Create {
             name,
             source_keyspace,
@@ -270,9 +646,7 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
                 by: Trigger::Cli,
             };
             if validate_only {
-                let r = keyshift_workflow::validate_only(topo, &req)
-                    .await
-                    .map_err(fail)?;
+                let r = b.validate_only(&req).await?;
                 if format == Format::Json {
                     print_json(&r)?;
                 } else if r.ok() {
@@ -290,32 +664,24 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
                 }
                 return Ok(());
             }
-            match keyshift_workflow::create(topo, &req).await {
-                Ok(w) => {
-                    if format == Format::Json {
-                        print_json(&w)?;
-                    } else {
-                        println!(
-                            "created workflow {}: {} from {} to {} with {} stream(s); `keyshift workflow show {} --wait-for running` follows it",
-                            w.name,
-                            w.table_names().join(", "),
-                            w.source_keyspace,
-                            w.target_keyspace,
-                            w.streams.len(),
-                            w.name
-                        );
-                    }
-                    Ok(())
-                }
-                Err(WorkflowError::Invalid(r)) if format == Format::Json => {
-                    print_json(&r)?;
-                    Err(Exit(2).into())
-                }
-                Err(e) => Err(fail(e)),
+            let w = b.create(&req, format).await?;
+            if format == Format::Json {
+                print_json(&w)?;
+            } else {
+                println!(
+                    "created workflow {}: {} from {} to {} with {} stream(s); `keyshift workflow show {} --wait-for running` follows it",
+                    w.name,
+                    w.table_names().join(", "),
+                    w.source_keyspace,
+                    w.target_keyspace,
+                    w.streams.len(),
+                    w.name
+                );
             }
+            Ok(())
         }
         WorkflowCmd::List { format } => {
-            let all = keyshift_workflow::list(topo).await.map_err(fail)?;
+            let all = b.list().await?;
             if format == Format::Json {
                 return print_json(&all);
             }
@@ -346,8 +712,8 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
             timeout,
         } => {
             let w = match wait_for {
-                Some(state) => wait(topo, &name, state, caught_up, timeout, format).await?,
-                None => keyshift_workflow::show(topo, &name).await.map_err(fail)?,
+                Some(state) => wait(b, &name, state, caught_up, timeout, format).await?,
+                None => b.show(&name).await?,
             };
             if format == Format::Json {
                 print_json(&ShowJson::from(&w))
@@ -357,15 +723,13 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
             }
         }
         WorkflowCmd::Stop { name } => {
-            let w = keyshift_workflow::stop(topo, &name, Trigger::Cli)
-                .await
-                .map_err(fail)?;
+            let w = b.simple("stop", &name).await?;
             // The node's controller cancels the streams when it sees the
             // record change; wait for its acknowledgement so that nothing is
             // applied after `stop` returns.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             loop {
-                let now = keyshift_workflow::show(topo, &name).await.map_err(fail)?;
+                let now = b.show(&name).await?;
                 if !now.streams_active {
                     break;
                 }
@@ -379,24 +743,15 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
             println!("workflow {}: {}", w.name, w.state);
             Ok(())
         }
-        WorkflowCmd::Start { name } => {
-            action(keyshift_workflow::start(topo, &name, Trigger::Cli).await)
-        }
-        WorkflowCmd::VerifyData(args) => verify::run(topo, args).await,
-        WorkflowCmd::Retry { name } => {
-            action(keyshift_workflow::retry(topo, &name, Trigger::Cli).await)
-        }
+        WorkflowCmd::Start { name } => action(b.simple("start", &name).await),
+        WorkflowCmd::VerifyData(args) => verify::run(b, args).await,
+        WorkflowCmd::Retry { name } => action(b.simple("retry", &name).await),
         WorkflowCmd::SwitchTraffic { name, switch } => {
-            let r = keyshift_workflow::switch_traffic(topo, &name, &switch.options(), Trigger::Cli)
-                .await
-                .map_err(fail)?;
+            let r = b.switch(&name, &switch, false).await?;
             print_switch(&r, switch.format)
         }
         WorkflowCmd::ReverseTraffic { name, switch } => {
-            let r =
-                keyshift_workflow::reverse_traffic(topo, &name, &switch.options(), Trigger::Cli)
-                    .await
-                    .map_err(fail)?;
+            let r = b.switch(&name, &switch, true).await?;
             print_switch(&r, switch.format)
         }
         WorkflowCmd::Complete {
@@ -406,15 +761,13 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
             format,
         } => {
             let mode = if keep_data {
-                keyshift_workflow::CompleteMode::KeepData
+                CompleteMode::KeepData
             } else if rename_tables {
-                keyshift_workflow::CompleteMode::RenameTables
+                CompleteMode::RenameTables
             } else {
-                keyshift_workflow::CompleteMode::Drop
+                CompleteMode::Drop
             };
-            let w = keyshift_workflow::complete(topo, &name, mode, Trigger::Cli)
-                .await
-                .map_err(fail)?;
+            let w = b.complete(&name, mode).await?;
             finished(&w, format)
         }
         WorkflowCmd::Cancel {
@@ -422,9 +775,7 @@ pub async fn run(cluster: &Path, cmd: WorkflowCmd) -> Result<()> {
             keep_data,
             format,
         } => {
-            let w = keyshift_workflow::cancel(topo, &name, keep_data, Trigger::Cli)
-                .await
-                .map_err(fail)?;
+            let w = b.cancel(&name, keep_data).await?;
             finished(&w, format)
         }
     }
@@ -439,8 +790,8 @@ fn finished(w: &Workflow, format: Format) -> Result<()> {
     Ok(())
 }
 
-fn action(r: Result<Workflow, WorkflowError>) -> Result<()> {
-    let w = r.map_err(fail)?;
+fn action(r: Result<Workflow>) -> Result<()> {
+    let w = r?;
     println!("workflow {}: {}", w.name, w.state);
     Ok(())
 }
@@ -549,7 +900,7 @@ fn print_show(w: &Workflow) {
 /// Polls the record until it reaches `state` (and, with `caught_up`, lag
 /// 0), drawing a progress bar per table on a terminal.
 async fn wait(
-    topo: &dyn keyshift_topo::Topo,
+    backend: &Backend,
     name: &str,
     state: State,
     caught_up: bool,
@@ -568,7 +919,7 @@ async fn wait(
     let mut per_table: std::collections::HashMap<String, ProgressBar> = Default::default();
     let deadline = Instant::now() + timeout;
     loop {
-        let w = keyshift_workflow::show(topo, name).await.map_err(fail)?;
+        let w = backend.show(name).await?;
         for t in &w.table_progress {
             let bar = per_table.entry(t.name.clone()).or_insert_with(|| {
                 let b = bars.add(ProgressBar::new(t.estimated_rows.max(1)));

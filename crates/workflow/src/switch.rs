@@ -439,6 +439,16 @@ fn reverse_record(
     r
 }
 
+/// The record's mirror of its streams says they are stopped (the
+/// controller only publishes while they run, so it would keep showing the
+/// last "running").
+fn mark_streams_stopped(w: &mut Workflow) {
+    for s in &mut w.streams {
+        s.state = "stopped".into();
+        s.lag_seconds = None;
+    }
+}
+
 fn source_desc(t: &TabletRecord) -> String {
     format!("{}/{}", t.address(), t.database)
 }
@@ -658,6 +668,7 @@ async fn switch_primaries(
             &w.target_keyspace,
         );
         rec.paused = None;
+        mark_streams_stopped(rec);
         rec.enter(
             State::SwitchedPrimaries,
             by,
@@ -1056,6 +1067,7 @@ pub async fn reverse_traffic(
     reverse_after.desired = Desired::Stopped;
     reverse_after.paused = None;
     reverse_after.streams_active = false;
+    mark_streams_stopped(&mut reverse_after);
     reverse_after.enter(
         State::Stopped,
         by,
@@ -1303,6 +1315,7 @@ async fn finish(
             .ok_or_else(|| WorkflowError::NotFound(w.name.clone()))?;
         rec.desired = Desired::Stopped;
         rec.paused = None;
+        mark_streams_stopped(&mut rec);
         rec.enter(state, by, what);
         let mut ops = vec![
             Op::Put {
