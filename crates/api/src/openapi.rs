@@ -443,6 +443,8 @@ fn schemas() -> Value {
                 "tablet_types": { "type": "string", "enum": ["replicas", "primaries"], "description": "Vitess's spelling of replicas_only." },
                 "max_lag_seconds": { "type": "integer", "description": "Refuse when a stream lags more." },
                 "timeout_seconds": { "type": "integer" },
+                "hold_window_ms": { "type": "integer", "description": "Longest time statements are held during a primary switch (default 10000)." },
+                "max_held_queries": { "type": "integer", "description": "Statements held at once per gate; more fail at once (default 1000)." },
                 "dry_run": { "type": "boolean" }
             }
         },

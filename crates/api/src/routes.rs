@@ -988,6 +988,8 @@ pub struct SwitchParams {
     pub replicas_only: bool,
     pub max_lag_seconds: Option<u64>,
     pub timeout_seconds: Option<u64>,
+    pub hold_window_ms: Option<u64>,
+    pub max_held_queries: Option<u64>,
     pub dry_run: bool,
 }
 
@@ -997,6 +999,8 @@ pub fn parse_switch(body: Map<String, Value>) -> ApiResult<SwitchParams> {
         replicas_only: f.bool("replicas_only").unwrap_or(false),
         max_lag_seconds: f.uint("max_lag_seconds", 0),
         timeout_seconds: f.uint("timeout_seconds", 1),
+        hold_window_ms: f.uint("hold_window_ms", 1),
+        max_held_queries: f.uint("max_held_queries", 1),
         dry_run: f.bool("dry_run").unwrap_or(false),
     };
     // Vitess spells the choice as tablet types; accept that too.
@@ -1053,6 +1057,12 @@ fn switch_options(p: &SwitchParams) -> keyshift_workflow::SwitchOptions {
     }
     if let Some(s) = p.timeout_seconds {
         o.timeout = Duration::from_secs(s);
+    }
+    if let Some(ms) = p.hold_window_ms {
+        o.hold_window = Duration::from_millis(ms);
+    }
+    if let Some(n) = p.max_held_queries {
+        o.max_queued = n as usize;
     }
     o
 }
@@ -1225,6 +1235,14 @@ mod tests {
         .expect("valid");
         assert!(p.replicas_only);
         assert_eq!(p.max_lag_seconds, Some(5));
+        let p = parse_switch(obj(
+            json!({ "hold_window_ms": 2500, "max_held_queries": 7 }),
+        ))
+        .expect("hold options");
+        let o = switch_options(&p);
+        assert_eq!(o.hold_window, Duration::from_millis(2500));
+        assert_eq!(o.max_queued, 7);
+        assert!(parse_switch(obj(json!({ "hold_window_ms": 0 }))).is_err());
         assert!(parse_switch(obj(json!({ "tablet_types": "rdonly-ish" }))).is_err());
     }
 }

@@ -196,22 +196,22 @@ impl SwitchArgs {
     }
 
     /// The API's body for these options, or `None` when the API cannot
-    /// express them (it takes whole seconds and has no hold-window, queue
-    /// or test-hook parameters): such a switch runs on the topo instead.
+    /// express them (whole seconds for the lag and timeout, no test hook):
+    /// such a switch runs on the topo instead.
     fn api_body(&self) -> Option<Value> {
         let o = self.options();
-        let d = keyshift_workflow::SwitchOptions::default();
         let whole = |t: Duration| (t.subsec_nanos() == 0).then_some(t.as_secs());
-        let expressible = o.hold_window == d.hold_window
-            && o.max_queued == d.max_queued
-            && o.fail_after_step.is_none()
-            && o.timeout >= Duration::from_secs(1);
+        let expressible = o.fail_after_step.is_none()
+            && o.timeout >= Duration::from_secs(1)
+            && o.hold_window >= Duration::from_millis(1);
         let (max_lag, timeout) = (whole(o.max_lag)?, whole(o.timeout)?);
         expressible.then(|| {
             json!({
                 "replicas_only": o.replicas_only,
                 "max_lag_seconds": max_lag,
                 "timeout_seconds": timeout,
+                "hold_window_ms": o.hold_window.as_millis() as u64,
+                "max_held_queries": o.max_queued,
                 "dry_run": o.dry_run,
             })
         })
