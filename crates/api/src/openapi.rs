@@ -455,7 +455,9 @@ fn schemas() -> Value {
                 "tables": { "type": "array", "items": { "type": "string" }, "description": "Default: every table of the workflow." },
                 "max_rows_per_second": { "type": "integer", "minimum": 1 },
                 "batch_rows": { "type": "integer", "minimum": 1, "default": 10000 },
-                "max_samples": { "type": "integer", "minimum": 0, "default": 10 }
+                "max_samples": { "type": "integer", "minimum": 0, "default": 10 },
+                "row_level": { "type": "boolean", "default": false, "description": "Compare every row, skipping the checksums of key ranges." },
+                "chunk_rows": { "type": "integer", "minimum": 1, "default": 50000, "description": "Source rows per checksummed key range." }
             }
         },
         "Complete": {

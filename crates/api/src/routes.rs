@@ -307,6 +307,20 @@ pub const ROUTES: &[Route] = &[
         verify_data
     ),
     action_route!(
+        "/workflows/{name}/verify-data/stop",
+        "stopVerifyData",
+        "Stops the workflow's running VDiff; `resume` continues it from the last compared key.",
+        None,
+        stop_verify_data
+    ),
+    action_route!(
+        "/workflows/{name}/verify-data/resume",
+        "resumeVerifyData",
+        "Resumes the workflow's stopped or failed VDiff from the last compared key.",
+        None,
+        resume_verify_data
+    ),
+    action_route!(
         "/workflows/{name}/switch-traffic",
         "switchTraffic",
         "Switches reads (`replicas_only`) or reads and writes to the target keyspace.",
@@ -962,6 +976,26 @@ async fn start_workflow(
     after_action(&app, &name).await
 }
 
+async fn stop_verify_data(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<WorkflowView>> {
+    no_fields(&body)?;
+    keyshift_vdiff::stop(app.topo.as_ref(), &name, Trigger::Api).await?;
+    after_action(&app, &name).await
+}
+
+async fn resume_verify_data(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<WorkflowView>> {
+    no_fields(&body)?;
+    keyshift_vdiff::resume(app.topo.as_ref(), &name, Trigger::Api).await?;
+    after_action(&app, &name).await
+}
+
 async fn retry_workflow(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -1037,6 +1071,12 @@ async fn verify_data(
     }
     if let Some(v) = f.uint("max_samples", 0) {
         options.max_samples = v as usize;
+    }
+    if let Some(v) = f.bool("row_level") {
+        options.checksum = !v;
+    }
+    if let Some(v) = f.uint("chunk_rows", 1) {
+        options.chunk_rows = v as usize;
     }
     let problems = f.finish();
     if !problems.is_empty() {

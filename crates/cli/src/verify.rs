@@ -132,15 +132,15 @@ impl Backend {
     }
 
     async fn vdiff_start(&self, name: &str, options: VdiffOptions) -> Result<VdiffRecord> {
-        let d = VdiffOptions::default();
-        let expressible = options.checksum == d.checksum && options.chunk_rows == d.chunk_rows;
         match &self.api {
-            Some(c) if expressible => {
+            Some(c) => {
                 let body = json!({
                     "tables": options.tables,
                     "max_samples": options.max_samples,
                     "batch_rows": options.batch_rows,
                     "max_rows_per_second": options.max_rows_per_second,
+                    "row_level": !options.checksum,
+                    "chunk_rows": options.chunk_rows,
                 });
                 let w: WithVdiff = c
                     .post(&format!("/workflows/{}/verify-data", seg(name)), &body)
@@ -151,13 +151,40 @@ impl Backend {
                     anyhow::Error::new(Exit(1))
                 })
             }
-            _ => {
-                let topo = self
-                    .local_topo("verify-data with --row-level or --chunk-rows")
-                    .await?;
+            None => {
+                let topo = self.topo().await?;
                 keyshift_vdiff::start(topo, name, options, Trigger::Cli)
                     .await
                     .map_err(fail)
+            }
+        }
+    }
+
+    /// `stop` or `resume` of the latest VDiff, over the API when a node runs.
+    async fn vdiff_act(&self, name: &str, stop: bool) -> Result<VdiffRecord> {
+        match &self.api {
+            Some(c) => {
+                let what = if stop { "stop" } else { "resume" };
+                let w: WithVdiff = c
+                    .post(
+                        &format!("/workflows/{}/verify-data/{what}", seg(name)),
+                        &json!({}),
+                    )
+                    .await
+                    .map_err(|e| api_fail(c, e, Domain::Vdiff))?;
+                w.vdiff.ok_or_else(|| {
+                    eprintln!("error: workflow {name} shows no VDiff after {what}");
+                    anyhow::Error::new(Exit(1))
+                })
+            }
+            None => {
+                let topo = self.topo().await?;
+                if stop {
+                    keyshift_vdiff::stop(topo, name, Trigger::Cli).await
+                } else {
+                    keyshift_vdiff::resume(topo, name, Trigger::Cli).await
+                }
+                .map_err(fail)
             }
         }
     }
@@ -181,10 +208,7 @@ pub async fn run(b: &Backend, args: VerifyArgs) -> Result<()> {
             report(&rec, format)
         }
         Some(VerifyCmd::Stop { name, format }) => {
-            let topo = b.local_topo("verify-data stop").await?;
-            let rec = keyshift_vdiff::stop(topo, &name, Trigger::Cli)
-                .await
-                .map_err(fail)?;
+            let rec = b.vdiff_act(&name, true).await?;
             // The runner records the stop when it has ended.
             let rec = wait_until(b, &name, Duration::from_secs(30), |r| !r.state.is_active())
                 .await?
@@ -202,10 +226,7 @@ pub async fn run(b: &Backend, args: VerifyArgs) -> Result<()> {
             timeout,
             format,
         }) => {
-            let topo = b.local_topo("verify-data resume").await?;
-            let rec = keyshift_vdiff::resume(topo, &name, Trigger::Cli)
-                .await
-                .map_err(fail)?;
+            let rec = b.vdiff_act(&name, false).await?;
             if wait {
                 let rec = follow(b, &name, timeout, format).await?;
                 return report(&rec, format);

@@ -563,7 +563,7 @@ impl Backend {
             return Ok(r.report);
         }
         let topo = self
-            .local_topo("switching with --hold-window, --max-held-queries or sub-second durations")
+            .local_topo("switching with sub-second durations or the test hook")
             .await?;
         let o = args.options();
         let r = if reverse {

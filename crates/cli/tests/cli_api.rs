@@ -155,6 +155,29 @@ async fn the_cli_uses_the_api_while_the_node_runs_and_the_topo_when_it_is_down()
     let report = json(&out);
     assert_eq!(report["state"], "completed", "{report:#}");
     assert_eq!(report["trigger"], "api", "{report:#}");
+    // stop and resume go over the API too: a finished VDiff can be neither,
+    // and the API's 409 comes back as exit 3 with the state named.
+    for what in ["stop", "resume"] {
+        let out = c.run(&["workflow", "verify-data", what, "move1"]);
+        assert_eq!(out.status.code(), Some(3), "verify-data {what}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("completed"), "verify-data {what}: {err}");
+    }
+    // A row-level VDiff (no checksums) is expressible over the API now.
+    let out = c.run(&[
+        "workflow",
+        "verify-data",
+        "move1",
+        "--row-level",
+        "--wait",
+        "--timeout",
+        "120s",
+        "--format",
+        "json",
+    ]);
+    let report = json(&out);
+    assert_eq!(report["state"], "completed", "{report:#}");
+    assert_eq!(report["trigger"], "api", "{report:#}");
 
     // A replica-read switch and its reversal over the API.
     let out = c.ok(&[
