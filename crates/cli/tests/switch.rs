@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::{Cluster, conn_for, mariadbd_pid, show_json};
 use keyshift_cluster::ops;
 use mysql_async::prelude::*;
 use std::collections::BTreeMap;
@@ -49,24 +49,6 @@ async fn gate_conn_at(port: u16) -> mysql_async::Conn {
         .pass(Some(GATE_PASSWORD))
         .prefer_socket(false);
     mysql_async::Conn::new(opts).await.expect("connect to gate")
-}
-
-async fn conn_for(c: &Cluster, ks: &str, shard: &str) -> mysql_async::Conn {
-    let topo = c.topo().await;
-    let t = ops::shard_primaries(topo.as_ref(), ks)
-        .await
-        .expect("primaries")
-        .into_iter()
-        .find(|(s, _)| s.name == shard)
-        .and_then(|(_, t)| t)
-        .expect("primary");
-    let opts =
-        mysql_async::OptsBuilder::from_opts(t.endpoint().opts()).db_name(Some(t.database.clone()));
-    mysql_async::Conn::new(opts).await.expect("connect")
-}
-
-fn show_json(c: &Cluster, name: &str) -> serde_json::Value {
-    serde_json::from_str(&c.ok(&["workflow", "show", name, "--format", "json"])).expect("json")
 }
 
 fn wait_caught_up(c: &Cluster, name: &str) {
@@ -365,26 +347,6 @@ async fn setup(c: &Cluster, with_sysbench: bool) {
         &tables,
     ]);
     wait_caught_up(c, "move1");
-}
-
-/// The pid of the mariadbd serving a tablet (its datadir is in its command line).
-fn mariadbd_pid(c: &Cluster, alias: &str) -> i32 {
-    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.contains("mariadbd")
-            && cmd.contains(&*c.dir.path().to_string_lossy())
-            && cmd.contains(alias)
-        {
-            return pid;
-        }
-    }
-    panic!("no mariadbd for {alias}");
 }
 
 fn rules_target(c: &Cluster, from: &str) -> Option<String> {

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::Cluster;
-use keyshift_cluster::ops;
+use common::{Cluster, conn_for};
 use keyshift_types::KeyRange;
 use mysql_async::prelude::*;
 use serde_json::Value as J;
@@ -15,21 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-async fn conn_for(c: &Cluster, ks: &str, shard: &str) -> mysql_async::Conn {
-    let topo = c.topo().await;
-    let p = ops::shard_primaries(topo.as_ref(), ks)
-        .await
-        .expect("primaries");
-    let t = p
-        .into_iter()
-        .find(|(s, _)| s.name == shard)
-        .and_then(|(_, t)| t)
-        .expect("primary");
-    let opts =
-        mysql_async::OptsBuilder::from_opts(t.endpoint().opts()).db_name(Some(t.database.clone()));
-    mysql_async::Conn::new(opts).await.expect("connect")
-}
 
 /// The customer shard whose range holds `customer_id`'s hash.
 fn shard_of(customer_id: i64) -> &'static str {

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::Cluster;
+use common::{Cluster, conn_for, mariadbd_pid, show_json};
 use keyshift_cluster::ops;
 use keyshift_types::KeyRange;
 use mysql_async::prelude::*;
@@ -14,21 +14,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 type Rows = BTreeMap<i64, String>;
-
-async fn conn_for(c: &Cluster, ks: &str, shard: &str) -> mysql_async::Conn {
-    let topo = c.topo().await;
-    let p = ops::shard_primaries(topo.as_ref(), ks)
-        .await
-        .expect("primaries");
-    let t = p
-        .into_iter()
-        .find(|(s, _)| s.name == shard)
-        .and_then(|(_, t)| t)
-        .expect("primary");
-    let opts =
-        mysql_async::OptsBuilder::from_opts(t.endpoint().opts()).db_name(Some(t.database.clone()));
-    mysql_async::Conn::new(opts).await.expect("connect")
-}
 
 /// Every row of `table` as id → the rest, from one server.
 async fn rows(conn: &mut mysql_async::Conn, table: &str) -> Rows {
@@ -127,10 +112,6 @@ fn gate_addr(c: &Cluster) -> (String, u16) {
     let addr = node["gate"].as_str().expect("gate address").to_string();
     let (h, p) = addr.rsplit_once(':').expect("host:port");
     (h.to_string(), p.parse().expect("port"))
-}
-
-fn show_json(c: &Cluster, name: &str) -> serde_json::Value {
-    serde_json::from_str(&c.ok(&["workflow", "show", name, "--format", "json"])).expect("show json")
 }
 
 /// Waits (bounded) until the workflow runs and its streams have caught up.
@@ -408,26 +389,6 @@ async fn kill_9_during_the_copy_resumes_and_loses_nothing() {
     c.ok(&["up", "--detach"]);
     wait_caught_up(&c, "move1", "120s");
     converge(&c, Duration::from_secs(30)).await;
-}
-
-/// The pid of the mariadbd serving a tablet (its datadir is in its command line).
-fn mariadbd_pid(c: &Cluster, alias: &str) -> i32 {
-    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.contains("mariadbd")
-            && cmd.contains(&*c.dir.path().to_string_lossy())
-            && cmd.contains(alias)
-        {
-            return pid;
-        }
-    }
-    panic!("no mariadbd for {alias}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

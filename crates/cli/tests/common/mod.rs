@@ -134,3 +134,43 @@ impl Cluster {
         (format!("http://{addr}"), token.trim().to_string())
     }
 }
+
+/// A connection to the primary of `ks`/`shard`, in its database.
+pub async fn conn_for(c: &Cluster, ks: &str, shard: &str) -> mysql_async::Conn {
+    let topo = c.topo().await;
+    let t = keyshift_cluster::ops::shard_primaries(topo.as_ref(), ks)
+        .await
+        .expect("primaries")
+        .into_iter()
+        .find(|(s, _)| s.name == shard)
+        .and_then(|(_, t)| t)
+        .expect("primary");
+    let opts =
+        mysql_async::OptsBuilder::from_opts(t.endpoint().opts()).db_name(Some(t.database.clone()));
+    mysql_async::Conn::new(opts).await.expect("connect")
+}
+
+/// `workflow show NAME --format json`.
+pub fn show_json(c: &Cluster, name: &str) -> serde_json::Value {
+    serde_json::from_str(&c.ok(&["workflow", "show", name, "--format", "json"])).expect("json")
+}
+
+/// The pid of the mariadbd serving a tablet (its datadir is in its command line).
+pub fn mariadbd_pid(c: &Cluster, alias: &str) -> i32 {
+    for e in std::fs::read_dir("/proc").expect("proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains("mariadbd")
+            && cmd.contains(&*c.dir.path().to_string_lossy())
+            && cmd.contains(alias)
+        {
+            return pid;
+        }
+    }
+    panic!("no mariadbd for {alias}");
+}
