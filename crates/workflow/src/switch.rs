@@ -547,51 +547,74 @@ async fn switch_replicas(
             held_ms: None,
         });
     }
-    for _ in 0..20 {
-        let (mut rules, rules_cond) = current_rules(topo).await?;
+    let expected = w.state;
+    txn_rules_and_record(topo, &w.name, |rules, rec| {
+        if rec.state != expected {
+            return Err(server(format!(
+                "workflow `{}` changed state to {} meanwhile; try again",
+                rec.name, rec.state
+            )));
+        }
         set_rules(
-            &mut rules,
+            rules,
             &w.source_keyspace,
             &w.target_keyspace,
             &w.table_names(),
             &w.source_keyspace,
             to,
         );
-        let (mut rec, rev) = topo
-            .get_json::<Workflow>(&keys::workflow(&w.name))
-            .await?
-            .ok_or_else(|| WorkflowError::NotFound(w.name.clone()))?;
-        if rec.state != w.state {
-            return Err(server(format!(
-                "workflow `{}` changed state to {} meanwhile; try again",
-                w.name, rec.state
-            )));
-        }
         rec.enter(next, by, &steps[0]);
-        let ops = vec![
+        Ok(Vec::new())
+    })
+    .await?;
+    Ok(SwitchReport {
+        workflow: w.name.clone(),
+        dry_run: false,
+        steps,
+        state: next,
+        duration_ms: started.elapsed().as_millis() as u64,
+        held_ms: None,
+    })
+}
+
+/// Reads the routing rules and `name`'s record, lets `edit` change both
+/// (returning further ops for the same transaction), and writes it all in
+/// one topo transaction conditional on neither having changed meanwhile;
+/// retried when one did. `edit` may refuse.
+async fn txn_rules_and_record(
+    topo: &dyn Topo,
+    name: &str,
+    edit: impl Fn(&mut RoutingRules, &mut Workflow) -> Result<Vec<Op>> + Send + Sync,
+) -> Result<Workflow> {
+    for _ in 0..20 {
+        let (mut rules, rules_cond) = current_rules(topo).await?;
+        let (mut rec, rev) = topo
+            .get_json::<Workflow>(&keys::workflow(name))
+            .await?
+            .ok_or_else(|| WorkflowError::NotFound(name.to_string()))?;
+        let extra = edit(&mut rules, &mut rec)?;
+        let mut ops = vec![
             Op::Put {
                 key: keys::ROUTING_RULES.into(),
                 value: to_json(keys::ROUTING_RULES, &rules)?,
                 cond: rules_cond,
             },
             Op::Put {
-                key: keys::workflow(&w.name),
-                value: to_json(&keys::workflow(&w.name), &rec)?,
+                key: keys::workflow(name),
+                value: to_json(&keys::workflow(name), &rec)?,
                 cond: Cond::ModRevision(rev),
             },
         ];
+        ops.extend(extra);
         match topo.txn(ops).await {
-            Ok(_) => {
-                return Ok(SwitchReport {
-                    workflow: w.name.clone(),
-                    dry_run: false,
-                    steps,
-                    state: next,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    held_ms: None,
-                });
+            Ok(_) => return Ok(rec),
+            // The rules or the record moved on: read them again. A
+            // condition of `edit`'s own ops is the caller's to handle.
+            Err(TopoError::CondFailed { key, .. })
+                if key == keys::ROUTING_RULES || key == keys::workflow(name) =>
+            {
+                continue;
             }
-            Err(TopoError::CondFailed { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -872,36 +895,18 @@ where
     // 9. The point of no return: after this transaction commits, the
     // target serves the tables; before it, nothing has changed for the
     // application. It must commit inside the hold window.
-    for _ in 0..20 {
+    let committed = txn_rules_and_record(topo, &owner, |rules, rec| {
         if Instant::now() >= deadline {
-            let reason = format!(
+            return Err(server(format!(
                 "the switch did not finish within the {} s hold window",
                 window.as_secs()
-            );
-            return Err(abort(topo, dir, &owner, by, reason, &undo).await);
+            )));
         }
-        let (mut rules, rules_cond) = current_rules(topo).await?;
-        let (mut rec, rev) = topo
-            .get_json::<Workflow>(&keys::workflow(&owner))
-            .await?
-            .ok_or_else(|| WorkflowError::NotFound(owner.clone()))?;
-        commit(&mut rules, &mut rec);
-        let mut ops = vec![
-            Op::Put {
-                key: keys::ROUTING_RULES.into(),
-                value: to_json(keys::ROUTING_RULES, &rules)?,
-                cond: rules_cond,
-            },
-            Op::Put {
-                key: keys::workflow(&owner),
-                value: to_json(&keys::workflow(&owner), &rec)?,
-                cond: Cond::ModRevision(rev),
-            },
-            Op::Delete {
-                key: keys::gate_hold(&owner),
-                cond: Cond::Any,
-            },
-        ];
+        commit(rules, rec);
+        let mut ops = vec![Op::Delete {
+            key: keys::gate_hold(&owner),
+            cond: Cond::Any,
+        }];
         if let Some(a) = also {
             ops.push(Op::Put {
                 key: keys::workflow(&a.name),
@@ -909,28 +914,27 @@ where
                 cond: Cond::Any,
             });
         }
-        match topo.txn(ops).await {
-            Ok(_) => {
-                let held = hold_start.elapsed().as_millis() as u64;
-                lift_hold(topo, &owner).await;
-                log_event(
-                    topo,
-                    &owner,
-                    by,
-                    format!("statements were held for {held} ms"),
-                )
-                .await;
-                return Ok(held);
-            }
-            Err(TopoError::CondFailed { .. }) => continue,
-            Err(e) => {
-                let reason = format!("writing the switch to the topo: {e}");
-                return Err(abort(topo, dir, &owner, by, reason, &undo).await);
-            }
+        Ok(ops)
+    })
+    .await;
+    match committed {
+        Ok(_) => {
+            let held = hold_start.elapsed().as_millis() as u64;
+            lift_hold(topo, &owner).await;
+            log_event(
+                topo,
+                &owner,
+                by,
+                format!("statements were held for {held} ms"),
+            )
+            .await;
+            Ok(held)
+        }
+        Err(e) => {
+            let reason = format!("writing the switch to the topo: {e}");
+            Err(abort(topo, dir, &owner, by, reason, &undo).await)
         }
     }
-    let reason = "the routing rules kept changing".to_string();
-    Err(abort(topo, dir, &owner, by, reason, &undo).await)
 }
 
 fn remaining(deadline: Instant) -> Duration {
@@ -1301,59 +1305,54 @@ async fn finish(
     drop_from_source_vschema: bool,
 ) -> Result<Workflow> {
     let rname = reverse_name(&w.name);
+    let drop_key = keys::vschema(&w.source_keyspace);
+    // The source VSchema is written conditionally on the revision read
+    // here; when it changed meanwhile, read it again.
     for _ in 0..20 {
-        let (mut rules, rules_cond) = current_rules(topo).await?;
-        clear_rules(
-            &mut rules,
-            &w.source_keyspace,
-            &w.target_keyspace,
-            &w.table_names(),
-        );
-        let (mut rec, rev) = topo
-            .get_json::<Workflow>(&keys::workflow(&w.name))
-            .await?
-            .ok_or_else(|| WorkflowError::NotFound(w.name.clone()))?;
-        rec.desired = Desired::Stopped;
-        rec.paused = None;
-        mark_streams_stopped(&mut rec);
-        rec.enter(state, by, what);
-        let mut ops = vec![
-            Op::Put {
-                key: keys::ROUTING_RULES.into(),
-                value: to_json(keys::ROUTING_RULES, &rules)?,
-                cond: rules_cond,
-            },
-            Op::Put {
-                key: keys::workflow(&w.name),
-                value: to_json(&keys::workflow(&w.name), &rec)?,
-                cond: Cond::ModRevision(rev),
-            },
-            Op::Delete {
+        let vschema = if drop_from_source_vschema {
+            topo.get_json::<KeyspaceVSchema>(&drop_key).await?
+        } else {
+            None
+        };
+        let r = txn_rules_and_record(topo, &w.name, |rules, rec| {
+            clear_rules(
+                rules,
+                &w.source_keyspace,
+                &w.target_keyspace,
+                &w.table_names(),
+            );
+            rec.desired = Desired::Stopped;
+            rec.paused = None;
+            mark_streams_stopped(rec);
+            rec.enter(state, by, what);
+            let mut ops = vec![Op::Delete {
                 key: keys::workflow(&rname),
                 cond: Cond::Any,
-            },
-        ];
-        if drop_from_source_vschema {
-            let key = keys::vschema(&w.source_keyspace);
-            if let Some((mut vs, vrev)) = topo.get_json::<KeyspaceVSchema>(&key).await? {
+            }];
+            if let Some((vs, vrev)) = &vschema {
+                let mut vs = vs.clone();
                 let before = vs.tables.len();
                 for t in w.table_names() {
                     vs.tables.remove(&t);
                 }
                 if vs.tables.len() != before {
                     ops.push(Op::Put {
-                        key: key.clone(),
-                        value: to_json(&key, &vs)?,
-                        cond: Cond::ModRevision(vrev),
+                        key: drop_key.clone(),
+                        value: to_json(&drop_key, &vs)?,
+                        cond: Cond::ModRevision(*vrev),
                     });
                 }
             }
-        }
-        match topo.txn(ops).await {
-            Ok(_) => return Ok(rec),
-            Err(TopoError::CondFailed { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Ok(ops)
+        })
+        .await;
+        match r {
+            // The VSchema changed meanwhile: read it again.
+            Err(WorkflowError::Topo(TopoError::CondFailed { key, .. })) if key == drop_key => {
+                continue;
+            }
+            other => return other,
         }
     }
-    Err(server("the topo kept changing; try again"))
+    Err(server("the source VSchema kept changing; try again"))
 }
