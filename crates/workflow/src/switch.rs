@@ -115,6 +115,20 @@ pub struct SwitchReport {
     pub held_ms: Option<u64>,
 }
 
+impl SwitchReport {
+    /// A dry run's answer: the steps, and the state unchanged.
+    fn dry(w: &Workflow, steps: Vec<String>) -> SwitchReport {
+        SwitchReport {
+            workflow: w.name.clone(),
+            dry_run: true,
+            steps,
+            state: w.state,
+            duration_ms: 0,
+            held_ms: None,
+        }
+    }
+}
+
 /// What `complete` does with the source tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -507,14 +521,7 @@ pub async fn switch_traffic(
         ),
     ];
     if opts.dry_run {
-        return Ok(SwitchReport {
-            workflow: name.to_string(),
-            dry_run: true,
-            steps,
-            state: w.state,
-            duration_ms: 0,
-            held_ms: None,
-        });
+        return Ok(SwitchReport::dry(&w, steps));
     }
     switch_primaries(topo, &w, opts, by, started, steps).await
 }
@@ -538,14 +545,7 @@ async fn switch_replicas(
         w.table_names().join(", ")
     )];
     if opts.dry_run {
-        return Ok(SwitchReport {
-            workflow: w.name.clone(),
-            dry_run: true,
-            steps,
-            state: w.state,
-            duration_ms: 0,
-            held_ms: None,
-        });
+        return Ok(SwitchReport::dry(w, steps));
     }
     let expected = w.state;
     txn_rules_and_record(topo, &w.name, |rules, rec| {
@@ -1014,14 +1014,7 @@ pub async fn reverse_traffic(
         ),
     ];
     if opts.dry_run {
-        return Ok(SwitchReport {
-            workflow: name.to_string(),
-            dry_run: true,
-            steps,
-            state: w.state,
-            duration_ms: 0,
-            held_ms: None,
-        });
+        return Ok(SwitchReport::dry(&w, steps));
     }
     let dir = Direction {
         feeding: &reverse,
