@@ -14,7 +14,8 @@
 # Usage: bench/apply/apply.sh [BACKLOG] [ROUNDS]      (defaults 20000tx 5)
 #        BACKLOG: seconds of sysbench (`30`), or a number of sysbench
 #        transactions with a `tx` suffix (`5000tx`).
-# Env:   KEYSHIFT_BIN=<path> (default target/release/keyshift)  SKIP_BUILD=1
+# Env:   KEYSHIFT_BIN=<path> (used as is; default target/release/keyshift,
+#        built first unless SKIP_BUILD=1)
 #        SKIP_INSTALL=1  KEEP=1  RESULTS=<file to append a summary to>
 #        TABLES=4 TABLE_SIZE=100000 (sysbench prepare)  THREADS=4 (sysbench
 #        threads building the backlog)  PARALLEL=4 (native-parallel threads)
@@ -38,12 +39,18 @@
 #   native:   one client session: `START SLAVE; SELECT MASTER_GTID_WAIT(P)`.
 # Rate = backlog transactions (GTID sequence numbers between the positions
 # before and after the backlog) / seconds.
+#
+# Checks (every round; any failure exits non-zero): the backlog is not empty,
+# every applier reaches the source's position, and then every table has the
+# same row count and CHECKSUM TABLE on the source, the keyshift target and
+# both replicas. On success the last line is "check apply: ok ...".
 set -euo pipefail
 
 BACKLOG=${1:-20000tx}
 ROUNDS=${2:-5}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${KEYSHIFT_BIN:-$ROOT/target/release/keyshift}
+# shellcheck source=../lib.sh
+. "$ROOT/bench/lib.sh"
 TABLES=${TABLES:-4}
 TABLE_SIZE=${TABLE_SIZE:-100000}
 THREADS=${THREADS:-4}
@@ -84,13 +91,8 @@ for tool in sysbench mariadb mariadb-dump mariadb-install-db python3 "$MARIADBD"
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-if [ -z "${SKIP_BUILD:-}" ]; then
-  say "== building keyshift (release)"
-  cargo build --release -p keyshift --manifest-path "$ROOT/Cargo.toml" >&2
-fi
-[ -x "$BIN" ] || die "$BIN missing (cargo build --release -p keyshift, or KEYSHIFT_BIN=...)"
+keyshift_bin "$ROOT"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$1" "$2"; }
 # CPU seconds (user+system) a process has used so far
@@ -107,7 +109,7 @@ cp "$BIN" "$WORK/keyshift"
 say "== keyshift binary: $BIN ($(stat -c '%y' "$BIN" | cut -d. -f1), copied to $WORK/keyshift)"
 KS() { "$WORK/keyshift" --cluster "$CLUSTER" "$@"; }
 NATIVES=(native native-parallel)
-declare -A NPID NSOCK NPORT
+declare -A NPID NSOCK
 
 cleanup() {
   local rc=$?
@@ -132,14 +134,14 @@ topo = "file"
 cell = "bench"
 
 [gate]
-listen = "127.0.0.1:$(free_port)"
+listen = "127.0.0.1:0"
 
 [[gate.user]]
 name = "app"
 password = "app-pw"
 
 [api]
-listen = "127.0.0.1:$(free_port)"
+listen = "127.0.0.1:0"
 
 [[keyspace]]
 name = "src"
@@ -150,7 +152,7 @@ EOF
 
 say "== keyshift up --detach ($WORK)"
 KS up --detach >&2
-NODE_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$DATA/keyshift.ready")
+NODE_PID=$(ready_field "$DATA" pid)
 
 tablets_json=$(KS tablet list --format json)
 tablet_field() { # keyspace shard field
@@ -165,11 +167,7 @@ socket_of() {
   alias=$(tablet_field "$1" "$2" alias)
   [ -n "$alias" ] || die "no tablet for $1/$2"
   dir=$DATA/tablets/$alias
-  sock=$dir/mysqld.sock
-  if [ ! -S "$sock" ]; then
-    sock=$(grep -ao -- '--socket=[^ ]*' "$dir"/*.pid 2>/dev/null | head -1 | cut -d= -f2 || true)
-  fi
-  [ -S "$sock" ] || die "no socket for tablet $alias of $1/$2"
+  sock=$(tablet_socket "$dir") || die "no socket for tablet $alias of $1/$2"
   printf '%s' "$sock"
 }
 sql() { mariadb --no-defaults -uroot -S "$1" "${@:2}"; }
@@ -203,11 +201,12 @@ start_native() { # name server_id extra-args...
   mariadb-install-db --no-defaults --datadir="$dir/data" --auth-root-authentication-method=normal \
     --skip-test-db "${user[@]}" --innodb-buffer-pool-size=64M --innodb-log-file-size=32M \
     >"$dir/install.log" 2>&1 || { cat "$dir/install.log" >&2; die "mariadb-install-db for $n failed"; }
-  NPORT[$n]=$(free_port)
   NSOCK[$n]=$dir/mysqld.sock
   # The flags of a keyshift-managed tablet (crates/tablet/src/mysqld.rs),
-  # plus --skip-slave-start and a filter to the benchmark's database.
-  "$MARIADBD" --no-defaults --datadir="$dir/data" --port="${NPORT[$n]}" --bind-address=127.0.0.1 \
+  # plus --skip-slave-start and a filter to the benchmark's database; no TCP
+  # port (--skip-networking: clients use the socket, and the replica's own
+  # connection to the source is outgoing), so nothing to race for.
+  "$MARIADBD" --no-defaults --datadir="$dir/data" --skip-networking \
     --socket="${NSOCK[$n]}" --pid-file="$dir/mysqld.pid" --log-error="$dir/error.log" \
     --tmpdir="$dir/tmp" --server-id="$id" --log-bin=binlog --relay-log=relay-bin \
     --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL \
@@ -306,6 +305,7 @@ build_backlog() { # -> sets P0 P1 NTX
     >"$WORK/sysbench.out" 2>&1 || { cat "$WORK/sysbench.out" >&2; die "sysbench run failed"; }
   P1=$(src_pos)
   NTX=$(( $(seq_of "$P1") - $(seq_of "$P0") ))
+  [ "$NTX" -gt 0 ] || die "the backlog is empty ($P0 -> $P1)"
   local tps; tps=$(awk '/transactions:/ {print $3}' "$WORK/sysbench.out" | tr -d '(')
   say "   backlog: $NTX transactions ($P0 -> $P1; sysbench ${tps} tps on the source)"
 }
@@ -456,3 +456,4 @@ printf '\n%s\n' "$summary"
 if [ -n "${RESULTS:-}" ]; then
   { printf '\n## %s — `%s`\n\n' "$(date -u +%FT%TZ)" "$COMMAND"; printf '%s\n' "$summary"; } >>"$RESULTS"
 fi
+echo "check apply: ok — $ROUNDS round(s), backlogs of$NTXS transactions; keyshift, native and native-parallel reached the source's position and hold the same rows (count and CHECKSUM TABLE of $TABLES tables)"

@@ -6,7 +6,14 @@
 # moving the same table in the same run, alternating who goes first.
 #
 # Usage: bench/copy/copy.sh [ROWS] [ROUNDS]      (defaults 1000000 3)
-# Env:   SKIP_BUILD=1  SKIP_INSTALL=1  KEEP=1  RESULTS=<file to append a summary to>
+# Env:   KEYSHIFT_BIN=<binary> (default: target/release/keyshift, built first
+#        unless SKIP_BUILD=1)  SKIP_INSTALL=1  KEEP=1  RESULTS=<file to append a
+#        summary to>
+#
+# Checks (every round; any failure exits non-zero): the keyshift target's two
+# shards together, and each peer's copy, hold exactly the source's rows: the
+# same row count and the same sum of CRC32 over every column of every row.
+# On success the last line is "check copy: ok ...".
 #
 # Layout (one `keyshift up --detach` cluster, managed tablets = real mariadbd):
 #   src              unsharded, loaded once with `sysbench ... prepare` (the
@@ -31,7 +38,8 @@ set -euo pipefail
 ROWS=${1:-1000000}
 ROUNDS=${2:-3}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=$ROOT/target/release/keyshift
+# shellcheck source=../lib.sh
+. "$ROOT/bench/lib.sh"
 THREADS=2
 COMMAND="bench/copy/copy.sh $ROWS $ROUNDS"
 
@@ -55,13 +63,8 @@ for tool in mydumper myloader sysbench mariadb mariadb-dump python3; do
   command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 
-if [ -z "${SKIP_BUILD:-}" ]; then
-  say "== building keyshift (release)"
-  cargo build --release -p keyshift --manifest-path "$ROOT/Cargo.toml" >&2
-fi
-[ -x "$BIN" ] || die "$BIN missing (cargo build --release -p keyshift)"
+keyshift_bin "$ROOT"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.2f}')" "$1" "$2"; }
 
@@ -87,14 +90,14 @@ topo = "file"
 cell = "bench"
 
 [gate]
-listen = "127.0.0.1:$(free_port)"
+listen = "127.0.0.1:0"
 
 [[gate.user]]
 name = "app"
 password = "app-pw"
 
 [api]
-listen = "127.0.0.1:$(free_port)"
+listen = "127.0.0.1:0"
 
 [[keyspace]]
 name = "src"
@@ -106,7 +109,7 @@ EOF
 
 say "== keyshift up --detach ($WORK, $((1 + 3 * ROUNDS)) managed mariadbd)"
 KS up --detach >&2
-NODE_PID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$DATA/keyshift.ready")
+NODE_PID=$(ready_field "$DATA" pid)
 
 tablets_json=$(KS tablet list --format json)
 # keyspace shard -> unix socket of its managed tablet (root needs no password there)
@@ -119,11 +122,7 @@ for t in json.load(sys.stdin):
         print(t["alias"]); break' "$1" "$2")
   [ -n "$alias" ] || die "no tablet for $1/$2"
   dir=$DATA/tablets/$alias
-  sock=$dir/mysqld.sock
-  if [ ! -S "$sock" ]; then
-    sock=$(grep -ao -- '--socket=[^ ]*' "$dir"/*.pid 2>/dev/null | head -1 | cut -d= -f2 || true)
-  fi
-  [ -S "$sock" ] || die "no socket for tablet $alias of $1/$2"
+  sock=$(tablet_socket "$dir") || die "no socket for tablet $alias of $1/$2"
   printf '%s' "$sock"
 }
 sql() { mariadb --no-defaults -uroot -S "$1" "${@:2}"; }
@@ -134,6 +133,9 @@ PEER_SOCK=$(socket_of dst1 -80)
 say "== loading $ROWS rows into src.sbtest1 (sysbench prepare over the socket)"
 sysbench oltp_read_write --tables=1 --table-size="$ROWS" --mysql-socket="$SRC_SOCK" \
   --mysql-user=root --mysql-db=src prepare >/dev/null
+# The source's "rows crc32-sum": what every copy must hold.
+REF=$(table_sum "$SRC_SOCK" src sbtest1)
+[ "${REF%% *}" = "$ROWS" ] || die "src.sbtest1 holds ${REF%% *} rows after prepare, not $ROWS"
 
 vschema='{"sharded": true, "vindexes": {"hash": {"type": "hash"}},
   "tables": {"sbtest1": {"column_vindexes": [{"column": "id", "name": "hash"}]}}}'
@@ -141,16 +143,19 @@ for r in $(seq 1 "$ROUNDS"); do
   say "== src$r: untimed copy of src.sbtest1; dst$r: VSchema"
   mariadb-dump --no-defaults -uroot -S "$SRC_SOCK" --single-transaction src sbtest1 |
     sql "$(socket_of "src$r" 0)" "src$r"
+  got=$(table_sum "$(socket_of "src$r" 0)" "src$r" sbtest1)
+  [ "$got" = "$REF" ] || die "src$r.sbtest1 (rows crc-sum) '$got' differs from src's '$REF'"
   KS vschema apply "dst$r" --json "$vschema" >&2
 done
 
 # --- the three contenders ----------------------------------------------------
-count_dst() { # round -> total rows over both shards
+sum_dst() { # round -> "rows crc-sum" over both shards
   local a b
-  a=$(sql "$(socket_of "dst$1" -80)" -N "dst$1" -e 'SELECT COUNT(*) FROM sbtest1')
-  b=$(sql "$(socket_of "dst$1" 80-)" -N "dst$1" -e 'SELECT COUNT(*) FROM sbtest1')
-  say "   dst$1 shards: -80 $a rows, 80- $b rows"
-  echo $((a + b))
+  a=$(table_sum "$(socket_of "dst$1" -80)" "dst$1" sbtest1)
+  b=$(table_sum "$(socket_of "dst$1" 80-)" "dst$1" sbtest1)
+  say "   dst$1 shards: -80 ${a%% *} rows, 80- ${b%% *} rows"
+  [ "${a%% *}" != 0 ] && [ "${b%% *}" != 0 ] || die "dst$1: a shard got no rows (-80: $a, 80-: $b)"
+  add_sums "$a" "$b"
 }
 
 run_keyshift() { # round -> seconds; sets LAST_HWM_MB
@@ -163,8 +168,8 @@ run_keyshift() { # round -> seconds; sets LAST_HWM_MB
     { KS workflow show "copy$r" >&2 || true; die "workflow copy$r did not reach stopped"; }
   t1=$(now)
   LAST_HWM_MB=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$NODE_PID/status")
-  local n; n=$(count_dst "$r")
-  [ "$n" = "$ROWS" ] || die "keyshift round $r: dst$r holds $n rows, not $ROWS"
+  local n; n=$(sum_dst "$r")
+  [ "$n" = "$REF" ] || die "keyshift round $r: dst$r holds (rows crc-sum) '$n', the source '$REF'"
   elapsed "$t0" "$t1"
 }
 
@@ -180,8 +185,8 @@ run_mydumper() {
   myloader --threads "$THREADS" --socket "$PEER_SOCK" --user root --directory "$dir" \
     --source-db src --database peer_mydumper --overwrite-tables >&2
   t1=$(now)
-  n=$(sql "$PEER_SOCK" -N peer_mydumper -e 'SELECT COUNT(*) FROM sbtest1')
-  [ "$n" = "$ROWS" ] || die "mydumper: $n rows, not $ROWS"
+  n=$(table_sum "$PEER_SOCK" peer_mydumper sbtest1)
+  [ "$n" = "$REF" ] || die "mydumper: (rows crc-sum) '$n', the source '$REF'"
   elapsed "$t0" "$t1"
 }
 
@@ -192,8 +197,8 @@ run_dump() {
   mariadb-dump --no-defaults -uroot -S "$SRC_SOCK" --single-transaction src sbtest1 |
     sql "$PEER_SOCK" peer_dump
   t1=$(now)
-  n=$(sql "$PEER_SOCK" -N peer_dump -e 'SELECT COUNT(*) FROM sbtest1')
-  [ "$n" = "$ROWS" ] || die "mariadb-dump: $n rows, not $ROWS"
+  n=$(table_sum "$PEER_SOCK" peer_dump sbtest1)
+  [ "$n" = "$REF" ] || die "mariadb-dump: (rows crc-sum) '$n', the source '$REF'"
   elapsed "$t0" "$t1"
 }
 
@@ -237,3 +242,4 @@ printf '\n%s\n' "$summary"
 if [ -n "${RESULTS:-}" ]; then
   { printf '\n## %s — `%s`\n\n' "$(date -u +%FT%TZ)" "$COMMAND"; printf '%s\n' "$summary"; } >>"$RESULTS"
 fi
+echo "check copy: ok — $ROUNDS round(s) of $ROWS rows; keyshift (2 shards), mydumper/myloader and mariadb-dump | mariadb each hold the source's rows (count and CRC32 sum equal)"
