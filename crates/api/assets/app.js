@@ -17,6 +17,14 @@ const STATE_LABEL = {
 };
 const ALL_STATES = Object.keys(STATE_LABEL);
 
+const KIND_LABEL = {
+  move_tables: 'Move tables', import: 'Import', reshard: 'Reshard', materialize: 'Materialize',
+};
+
+function kindTag(kind) {
+  return h('span', { class: `tag kind kind-${kind}`, 'data-kind': kind }, KIND_LABEL[kind] || kind);
+}
+
 // The main path of a workflow's life, for the timeline.
 const TIMELINE = [
   ['pending', 'Created'], ['copying', 'Copying'], ['running', 'Running'],
@@ -509,7 +517,7 @@ async function loadList() {
   }
   box.replaceChildren(h('table', { id: 'workflows-table' },
     h('thead', {}, h('tr', {},
-      h('th', {}, 'Workflow'), h('th', {}, 'State'), h('th', {}, 'Route'), h('th', {}, 'Progress'),
+      h('th', {}, 'Workflow'), h('th', {}, 'Kind'), h('th', {}, 'State'), h('th', {}, 'Route'), h('th', {}, 'Progress'),
       h('th', { class: 'num' }, 'Lag'), h('th', {}, 'Created'), h('th', { class: 'num' }, 'Duration'),
       h('th', { class: 'num' }, 'Time to copy'), h('th', { class: 'num' }, 'Time to complete'))),
     h('tbody', {}, page.workflows.map((w) => h('tr', {
@@ -518,6 +526,7 @@ async function loadList() {
     },
     h('td', {}, h('a', { href: `#/workflows/${encodeURIComponent(w.name)}` }, h('strong', {}, w.name)),
       h('div', { class: 'faint small' }, w.tables.join(', '))),
+    h('td', {}, kindTag(w.type)),
     h('td', {}, pill(w.state)),
     h('td', {}, `${w.source_keyspace} → ${w.target_keyspace}`),
     h('td', {}, h('div', { class: 'row', style: { flexWrap: 'nowrap', gap: '8px' } },
@@ -534,13 +543,30 @@ async function loadList() {
 function renderNew(main) {
   const params = new URLSearchParams((location.hash.split('?')[1]) || '');
   const form = h('form', { class: 'stack', id: 'new-form', novalidate: true });
+  const kind = params.get('kind') === 'import' ? 'import' : 'move';
+  const choice = (value, label, text) => h('label', { class: `kind-choice${kind === value ? ' chosen' : ''}`, 'data-kind': value },
+    h('input', {
+      type: 'radio', name: 'wf-kind', id: `wf-kind-${value}`, value, checked: kind === value,
+      onchange: () => {
+        document.querySelectorAll('.kind-choice').forEach((el) => el.classList.toggle('chosen', el.dataset.kind === value));
+        // A fresh form: nothing typed into the other one (a password
+        // included) is kept.
+        const fresh = h('form', { class: 'stack', id: 'new-form', novalidate: true });
+        $('#new-form').replaceWith(fresh);
+        if (value === 'import') buildImportForm(fresh); else buildNewForm(fresh, params.get('source') || '');
+      },
+    }),
+    h('span', { class: 'kind-text' }, h('strong', {}, label), h('span', { class: 'muted small' }, text)));
   main.append(
     h('div', { class: 'page-head' },
       h('div', {}, h('div', { class: 'crumbs' }, h('a', { href: '#/workflows' }, 'Workflows'), ' / New'),
         h('h1', {}, 'New workflow'),
-        h('p', {}, 'Move tables from one keyspace to another with no downtime. Validate first: every pre-check runs and every problem is listed.'))),
+        h('p', {}, 'Move tables between keyspaces, or import a database from a MySQL or MariaDB server keyshift does not run, with no downtime. Validate first: every pre-check runs and every problem is listed.'))),
+    h('div', { class: 'kind-choices', id: 'wf-kind', role: 'radiogroup', 'aria-label': 'Kind of workflow' },
+      choice('move', 'Move tables', 'From one keyspace of this cluster to another.'),
+      choice('import', 'Import from an external server', 'Bring a database from your own MySQL/MariaDB server into a keyspace while its application keeps writing.')),
     form);
-  buildNewForm(form, params.get('source') || '');
+  if (kind === 'import') buildImportForm(form); else buildNewForm(form, params.get('source') || '');
 }
 
 async function buildNewForm(form, presetSource) {
@@ -634,13 +660,8 @@ async function buildNewForm(form, presetSource) {
         validated = JSON.stringify(request());
         createBtn.disabled = false;
         createBtn.title = '';
-        result.replaceChildren(h('div', { class: 'validation-ok' }, '✓ All pre-checks passed for ',
-          report.tables.join(', '), '. Ready to create.'));
-      } else {
-        result.replaceChildren(
-          h('h3', { style: { margin: '0 0 8px' } }, `${report.findings.length} problem${report.findings.length === 1 ? '' : 's'} to fix before creating`),
-          findingsList(report.findings));
       }
+      result.replaceChildren(...reportView(report, 'the tables'));
     } catch (e) {
       if (e.code === 'invalid' && e.details && e.details.fields) {
         showFieldErrors(e.details.fields);
@@ -703,11 +724,190 @@ async function buildNewForm(form, presetSource) {
   loadTables();
 }
 
+// Findings, each with its severity (errors block creation, warnings do
+// not), the problem and the fix.
 function findingsList(findings) {
-  return h('div', { class: 'findings', id: 'findings' }, findings.map((f) => h('div', { class: 'finding', 'data-check': f.check, 'data-table': f.table || '' },
-    h('span', { class: 'check-name' }, f.check.replace(/_/g, ' ')),
-    h('span', { class: 'problem' }, f.table ? [h('code', {}, f.table), ' — ', f.problem] : f.problem),
-    h('span', { class: 'fix' }, h('strong', {}, 'Fix: '), f.fix))));
+  return h('div', { class: 'findings', id: 'findings' }, findings.map((f) => {
+    const sev = f.severity || 'error';
+    return h('div', { class: `finding sev-${sev}`, 'data-check': f.check, 'data-table': f.table || '', 'data-severity': sev },
+      h('span', { class: 'check-name' }, h('span', { class: `sev sev-${sev}` }, sev === 'warning' ? 'Warning' : 'Error'), ' ', f.check.replace(/_/g, ' ')),
+      h('span', { class: 'problem' }, f.table ? [h('code', {}, f.table), ' — ', f.problem] : f.problem),
+      h('span', { class: 'fix' }, h('strong', {}, 'Fix: '), f.fix));
+  }));
+}
+
+// What a validation report says: passed (maybe with warnings) or the
+// problems to fix, every finding listed.
+function reportView(report, what) {
+  const errors = report.findings.filter((f) => (f.severity || 'error') === 'error').length;
+  const warnings = report.findings.length - errors;
+  const plural = (n, w) => `${n} ${w}${n === 1 ? '' : 's'}`;
+  if (report.ok) {
+    return [
+      h('div', { class: 'validation-ok' }, '✓ All pre-checks passed for ', report.tables.join(', ') || what,
+        warnings ? `, with ${plural(warnings, 'warning')} below` : '', '. Ready to create.'),
+      warnings ? findingsList(report.findings) : null,
+    ].filter(Boolean);
+  }
+  return [
+    h('h3', { style: { margin: '0 0 8px' } }, `${plural(errors, 'problem')} to fix before creating`, warnings ? ` (and ${plural(warnings, 'warning')})` : ''),
+    findingsList(report.findings),
+  ];
+}
+
+// The import form: the external server's URL and password, the keyspace
+// that stands for it, the target and the tables. The password is only
+// ever sent in the request body; it is not kept anywhere in the page.
+async function buildImportForm(form) {
+  let keyspaces = [];
+  try {
+    keyspaces = await api('GET', '/keyspaces');
+  } catch (e) {
+    form.replaceChildren(h('div', { class: 'banner error' }, e.message));
+    return;
+  }
+  if (!form.isConnected) return;
+  const nameIn = h('input', { type: 'text', id: 'wf-name', name: 'name', placeholder: 'e.g. import_shop', autocomplete: 'off' });
+  const fromIn = h('input', { type: 'text', id: 'imp-from', name: 'from', placeholder: 'mysql://user@host:3306/database', autocomplete: 'off', spellcheck: 'false' });
+  const pwIn = h('input', { type: 'password', id: 'imp-password', name: 'password', autocomplete: 'new-password', placeholder: 'the user\'s password' });
+  const srcIn = h('input', { type: 'text', id: 'imp-source-keyspace', name: 'source_keyspace', placeholder: 'ext_<database>', autocomplete: 'off' });
+  const ksOption = (k, sel) => h('option', { value: k.name, selected: sel }, `${k.name}${k.sharded ? ` (${k.shards.length} shards)` : ''}`);
+  const defaultTarget = (keyspaces.find((k) => k.sharded) || keyspaces[0] || {}).name;
+  const targetSel = h('select', { id: 'wf-target', name: 'target_keyspace' }, keyspaces.map((k) => ksOption(k, k.name === defaultTarget)));
+  const allIn = h('input', { type: 'checkbox', id: 'imp-all-tables', checked: true });
+  const tablesIn = h('input', { type: 'text', id: 'imp-tables', name: 'tables', placeholder: 'orders, customers', autocomplete: 'off', disabled: true });
+  const excludeIn = h('input', { type: 'text', id: 'imp-exclude', name: 'exclude_tables', placeholder: 'none', autocomplete: 'off' });
+  const result = h('div', { id: 'validation' });
+  const errors = {};
+  const fieldError = (name) => (errors[name] = h('div', { class: 'field-error', 'data-field': name }));
+  const validateBtn = h('button', { type: 'button', class: 'btn', id: 'wf-validate' }, 'Validate');
+  const createBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'wf-create', disabled: true, title: 'Validate first' }, 'Create import');
+  let validated = null;
+  const list = (v) => v.split(',').map((t) => t.trim()).filter(Boolean);
+
+  const request = () => {
+    const r = {
+      name: nameIn.value.trim(),
+      from: fromIn.value.trim(),
+      target_keyspace: targetSel.value,
+    };
+    if (pwIn.value) r.password = pwIn.value;
+    if (srcIn.value.trim()) r.source_keyspace = srcIn.value.trim();
+    if (allIn.checked) {
+      r.all_tables = true;
+      if (list(excludeIn.value).length) r.exclude_tables = list(excludeIn.value);
+    } else {
+      r.tables = list(tablesIn.value);
+    }
+    return r;
+  };
+  // What validation covered, without the password (compared, not kept).
+  const fingerprint = () => JSON.stringify({ ...request(), password: pwIn.value.length });
+  const invalidate = () => {
+    validated = null;
+    createBtn.disabled = true;
+    createBtn.title = 'Validate first';
+  };
+  const showFieldErrors = (fields) => {
+    for (const el of Object.values(errors)) el.textContent = '';
+    for (const f of fields || []) {
+      const key = f.field.split(/[.[]/)[0];
+      const el = errors[key] || errors.form;
+      el.textContent = el.textContent ? `${el.textContent}; ${f.problem}` : f.problem;
+    }
+  };
+  const suggestKeyspace = () => {
+    const m = /\/([^/?]+)(\?.*)?$/.exec(fromIn.value.trim().replace(/^[a-z]+:\/\//, ''));
+    let db = m ? m[1] : '';
+    try { db = decodeURIComponent(db); } catch (_) { /* shown as typed */ }
+    srcIn.placeholder = db ? `ext_${db.replace(/[^A-Za-z0-9_]/g, '_')}` : 'ext_<database>';
+  };
+
+  async function validate() {
+    invalidate();
+    validateBtn.disabled = true;
+    result.replaceChildren(h('div', { class: 'muted' }, 'Connecting to the server and running every check…'));
+    const fp = fingerprint();
+    try {
+      const report = await api('POST', '/imports', { ...request(), validate_only: true });
+      showFieldErrors([]);
+      if (report.ok) {
+        validated = fp;
+        createBtn.disabled = false;
+        createBtn.title = '';
+      }
+      result.replaceChildren(...reportView(report, 'the import'));
+    } catch (e) {
+      if (e.code === 'invalid' && e.details && e.details.fields) {
+        showFieldErrors(e.details.fields);
+        result.replaceChildren(h('div', { class: 'banner error' }, 'Some fields need attention.'));
+      } else {
+        result.replaceChildren(h('div', { class: 'banner error' }, e.message));
+      }
+    } finally {
+      validateBtn.disabled = false;
+    }
+  }
+
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!validated || validated !== fingerprint()) { invalidate(); return; }
+    createBtn.disabled = true;
+    result.replaceChildren(h('div', { class: 'muted' }, 'Checking again and creating…'));
+    try {
+      const w = await api('POST', '/imports', request());
+      pwIn.value = '';
+      toast(`Import ${w.name} created`, 'ok');
+      location.hash = `#/workflows/${encodeURIComponent(w.name)}`;
+    } catch (x) {
+      if (x.code === 'invalid' && x.details && x.details.findings) {
+        result.replaceChildren(...reportView({ ok: false, tables: x.details.tables || [], findings: x.details.findings }, 'the import'));
+      } else if (x.code === 'invalid' && x.details && x.details.fields) {
+        showFieldErrors(x.details.fields);
+        result.replaceChildren(h('div', { class: 'banner error' }, 'Some fields need attention.'));
+      } else {
+        result.replaceChildren(h('div', { class: 'banner error' }, x.message));
+      }
+      createBtn.disabled = false;
+    }
+  });
+  validateBtn.addEventListener('click', validate);
+  allIn.addEventListener('change', () => {
+    tablesIn.disabled = allIn.checked;
+    excludeIn.disabled = !allIn.checked;
+    (allIn.checked ? excludeIn : tablesIn).focus();
+  });
+  fromIn.addEventListener('input', suggestKeyspace);
+  for (const el of [nameIn, fromIn, pwIn, srcIn, targetSel, allIn, tablesIn, excludeIn]) {
+    el.addEventListener('input', invalidate);
+    el.addEventListener('change', invalidate);
+  }
+
+  form.replaceChildren(
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', {}, '1. The external server')),
+      h('div', { class: 'card-body stack' },
+        h('div', { class: 'form-grid' },
+          h('label', { class: 'field', style: { gridColumn: 'span 2' } }, 'Source URL', fromIn,
+            h('span', { class: 'hint' }, 'mysql://user@host:port/database. The server needs binlog_format=ROW, binlog_row_image=FULL and GTIDs; the user REPLICATION SLAVE, REPLICATION CLIENT, SELECT and RELOAD. Validate lists whatever is missing, with the fix.'),
+            fieldError('from')),
+          h('label', { class: 'field' }, 'Password', pwIn, h('span', { class: 'hint' }, 'Sent once over this connection; stored for the import only, never logged.'), fieldError('password'))),
+        h('div', { class: 'form-grid' },
+          h('label', { class: 'field' }, 'Workflow name', nameIn, h('span', { class: 'hint' }, 'Letters, digits and underscores.'), fieldError('name')),
+          h('label', { class: 'field' }, 'Source keyspace name (optional)', srcIn, h('span', { class: 'hint' }, 'The name the external server has inside keyshift.'), fieldError('source_keyspace')),
+          h('label', { class: 'field' }, 'Target keyspace', targetSel, fieldError('target_keyspace'))),
+        h('div', { class: 'field' }, h('span', {}, 'Tables'),
+          h('div', { class: 'form-grid' },
+            h('label', { class: 'check' }, allIn, 'All tables of the database'),
+            h('label', { class: 'field' }, 'Except (comma-separated)', excludeIn),
+            h('label', { class: 'field' }, 'Or only these (comma-separated)', tablesIn)),
+          fieldError('tables'), fieldError('exclude_tables')))),
+    h('section', { class: 'card' },
+      h('div', { class: 'card-head' }, h('h2', {}, '2. Validate and create')),
+      h('div', { class: 'card-body stack' },
+        result, fieldError('form'),
+        h('div', { class: 'form-actions' }, validateBtn, createBtn))));
+  nameIn.focus();
 }
 
 // ---------------------------------------------------------------- workflow page
@@ -797,7 +997,7 @@ function workflowHeader(w) {
       h('div', { class: 'wf-meta' },
         h('span', {}, 'Route ', h('strong', {}, `${w.source_keyspace} → ${w.target_keyspace}`)),
         h('span', {}, 'Tables ', h('strong', {}, w.tables.map((t) => t.name).join(', '))),
-        h('span', {}, 'Type ', h('strong', {}, w.type.replace('_', ' '))),
+        h('span', { id: 'wf-kind', 'data-kind': w.type }, 'Kind ', h('strong', {}, KIND_LABEL[w.type] || w.type.replace('_', ' '))),
         h('span', {}, 'Created ', h('strong', {}, timeEl(w.created_ms, true)), first ? [' by ', byTag(first.by)] : null))));
 }
 
@@ -806,6 +1006,7 @@ function banners(w) {
   if (w.state === 'error' && w.error) out.push(h('div', { class: 'banner error', id: 'wf-error' }, h('strong', {}, 'Stopped on an error. '), w.error));
   if (w.state === 'stopped') out.push(h('div', { class: 'banner warn' }, 'The streams are stopped. Start resumes from what the targets committed.'));
   if (w.paused) out.push(h('div', { class: 'banner info' }, `Streams held by ${w.paused.by} until ${fmtTime(w.paused.until_ms)}.`));
+  if (w.switch_notice) out.push(h('div', { class: 'banner warn', id: 'wf-switch-notice' }, h('strong', {}, 'Before switching traffic: '), w.switch_notice));
   return out;
 }
 
@@ -834,7 +1035,9 @@ function actionButtons(w) {
 async function runAction(name, b) {
   let body = b.body ? { ...b.body } : undefined;
   if (b.confirm) {
-    const extra = await confirmDialog(name, b.confirm);
+    // An import's primary switch: say plainly what it means for writers.
+    const notice = b.id === 'switch-traffic' && app.current && app.current.name === name ? app.current.switch_notice : null;
+    const extra = await confirmDialog(name, notice ? { ...b.confirm, notice } : b.confirm);
     if (!extra) return;
     if (b.confirm.keepData) body = { ...(body || {}), keep_data: extra.keepData };
     if (b.confirm.mode) body = { ...(body || {}), mode: extra.mode };
@@ -846,6 +1049,7 @@ async function runAction(name, b) {
   try {
     const w = await api('POST', `/workflows/${encodeURIComponent(name)}/${b.action}`, body);
     toast(`${b.label}: done — ${STATE_LABEL[w.state] || w.state}`, 'ok');
+    if (w.notice) toast(w.notice, 'warn');
     if (app.route && app.route.name === name) { app.current = w; renderWorkflowBody(); }
   } catch (e) {
     const allowed = e.details && e.details.allowed_actions ? ` Allowed now: ${e.details.allowed_actions.join(', ') || 'none'}.` : '';
@@ -864,12 +1068,15 @@ function confirmDialog(name, c) {
     h('option', { value: 'rename_tables' }, 'Rename them to _<table>_old'),
     h('option', { value: 'keep_data' }, 'Keep them as they are'));
   const body = $('#confirm-body');
-  body.replaceChildren(
+  // (replaceChildren would print a null as "null".)
+  body.replaceChildren(...[
+    c.notice ? h('div', { class: 'banner warn', id: 'confirm-notice', role: 'alert' }, c.notice) : null,
     h('p', { style: { margin: 0 } }, c.text),
     h('p', { style: { margin: 0 } }, 'Workflow: ', h('strong', {}, name)),
     c.keepData ? h('label', { class: 'check' }, keep, 'Keep the copied data on the target') : null,
     c.mode ? h('label', { class: 'field' }, h('span', {}, 'Source tables'), mode) : null,
-    c.typeName ? h('label', { class: 'field' }, h('span', {}, 'Type the workflow name to confirm'), typed) : null);
+    c.typeName ? h('label', { class: 'field' }, h('span', {}, 'Type the workflow name to confirm'), typed) : null,
+  ].filter(Boolean));
   const ok = $('#confirm-ok');
   ok.className = c.danger ? 'btn btn-danger' : 'btn btn-primary';
   ok.textContent = c.title.replace(/\?$/, '').split(' ')[0];

@@ -176,8 +176,9 @@ impl From<WorkflowError> for ApiError {
                 .with_details(json!({ "kind": "workflow", "name": name })),
             WorkflowError::Exists(name) => ApiError::new(Code::Exists, message)
                 .with_details(json!({ "kind": "workflow", "name": name })),
-            WorkflowError::Invalid(report) => ApiError::new(Code::Invalid, message)
-                .with_details(json!({ "tables": report.tables, "findings": report.findings })),
+            WorkflowError::Invalid(report) => ApiError::new(Code::Invalid, message).with_details(
+                json!({ "tables": report.tables, "findings": findings_json(&report.findings) }),
+            ),
             WorkflowError::NotAllowed {
                 name,
                 action,
@@ -204,6 +205,23 @@ impl From<WorkflowError> for ApiError {
             WorkflowError::Cluster(c) => c.into(),
         }
     }
+}
+
+/// Findings as the API answers them: `severity` always present (`error`
+/// or `warning`; the stored form omits the default `error`).
+pub fn findings_json(findings: &[keyshift_workflow::Finding]) -> Value {
+    Value::Array(
+        findings
+            .iter()
+            .map(|f| {
+                let mut v = serde_json::to_value(f).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.entry("severity").or_insert_with(|| json!("error"));
+                }
+                v
+            })
+            .collect(),
+    )
 }
 
 impl From<ClusterError> for ApiError {

@@ -47,7 +47,7 @@ pub fn document() -> Value {
             })
         };
         responses.insert(status.to_string(), ok);
-        if r.operation_id == "createWorkflow" {
+        if r.operation_id == "createWorkflow" || r.operation_id == "createImport" {
             responses.insert(
                 "200".into(),
                 json!({
@@ -87,7 +87,7 @@ pub fn document() -> Value {
         "info": {
             "title": "keyshift API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Self-service sharding for MySQL and MariaDB: cluster, VSchema, routing rules and workflows (MoveTables). Every route needs `Authorization: Bearer <token>`; the token is in `<data_dir>/api-token`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` with stable codes."
+            "description": "Self-service sharding for MySQL and MariaDB: cluster, VSchema, routing rules and workflows (MoveTables, and imports from external servers). Every route needs `Authorization: Bearer <token>`; the token is in `<data_dir>/api-token`. Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` with stable codes."
         },
         "servers": [{ "url": BASE }],
         "security": [{ "bearer": [] }],
@@ -138,6 +138,10 @@ fn schemas() -> Value {
         .collect();
     let codes: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
     let str_array = json!({ "type": "array", "items": { "type": "string" } });
+    let switch_notice = json!({
+        "type": "string",
+        "description": "Imports (`type: import`) whose primaries are not switched yet: what switching them means (applications must write through the gate, with its address, to avoid a split brain). Show it before switch-traffic."
+    });
     json!({
         "Error": {
             "type": "object", "required": ["error"],
@@ -278,7 +282,7 @@ fn schemas() -> Value {
             "type": "object",
             "properties": {
                 "name": { "type": "string" },
-                "type": { "type": "string" },
+                "type": { "type": "string", "enum": ["move_tables", "reshard", "import", "materialize"], "description": "The workflow's kind." },
                 "state": reference("State"),
                 "source_keyspace": { "type": "string" },
                 "target_keyspace": { "type": "string" },
@@ -289,7 +293,8 @@ fn schemas() -> Value {
                 "durations": reference("Durations"),
                 "max_lag_seconds": { "type": ["integer", "null"] },
                 "copy_percent": { "type": "number" },
-                "allowed_actions": { "type": "array", "items": reference("Action") }
+                "allowed_actions": { "type": "array", "items": reference("Action") },
+                "switch_notice": switch_notice.clone()
             }
         },
         "WorkflowPage": {
@@ -328,13 +333,34 @@ fn schemas() -> Value {
                 "validate_only": { "type": "boolean", "description": "Run every pre-check, create nothing (also `?validate_only=true`)." }
             }
         },
+        "CreateImport": {
+            "type": "object",
+            "required": ["name", "from", "target_keyspace"],
+            "additionalProperties": false,
+            "properties": {
+                "name": { "type": "string", "description": "The workflow's name." },
+                "from": { "type": "string", "description": "The external server and database: `mysql://user@host:3306/database` (a password in the URL, percent-encoded, is accepted too). Only ever shown redacted." },
+                "password": { "type": "string", "format": "password", "writeOnly": true, "description": "The password of `from`'s user, when the URL carries none. Stored with the cluster's tablet records (never in logs) until the import completes or is cancelled." },
+                "source_keyspace": { "type": "string", "description": "The keyspace that stands for the external server (default `ext_<database>`)." },
+                "ssl_mode": { "type": "string", "enum": ["disabled", "required", "verify-ca", "verify-identity"], "description": "TLS to the external server, as the mysql client's --ssl-mode (default disabled; `ssl-mode=` in `from` works too)." },
+                "ssl_ca": { "type": "string", "description": "PEM text of the CA certificate(s) to verify the server with (verify-ca, verify-identity)." },
+                "target_keyspace": { "type": "string" },
+                "target_vschema": { "type": "object", "description": "The target keyspace's whole VSchema, checked against the external server's tables and stored with the import (a sharded target needs each table's primary vindex). Faults come back as `vschema` findings with their path." },
+                "tables": { "type": "array", "items": { "type": "string" } },
+                "all_tables": { "type": "boolean" },
+                "exclude_tables": { "type": "array", "items": { "type": "string" } },
+                "options": reference("Options"),
+                "validate_only": { "type": "boolean", "description": "Check the external server and the request, create nothing (also `?validate_only=true`)." }
+            }
+        },
         "Finding": {
             "type": "object",
             "properties": {
                 "table": { "type": ["string", "null"] },
-                "check": { "type": "string" },
+                "check": { "type": "string", "description": "A stable name of the check: request, keyspace, tablet, connection, tls, binlog, binlog_retention, privileges, engine, views, triggers, table_exists, primary_key, charset, vschema, target_empty, other_workflow." },
+                "severity": { "type": "string", "enum": ["error", "warning"], "default": "error", "description": "Errors block creation; warnings do not." },
                 "problem": { "type": "string" },
-                "fix": { "type": "string" }
+                "fix": { "type": "string", "description": "The SQL statement, configuration line or command that fixes it." }
             }
         },
         "ValidationReport": {
@@ -355,10 +381,10 @@ fn schemas() -> Value {
         },
         "Workflow": {
             "type": "object",
-            "description": "The workflow record as stored, plus allowed_actions, actions, durations, max_lag_seconds, copy_percent and vdiff.",
+            "description": "The workflow record as stored, plus allowed_actions, actions, durations, max_lag_seconds, copy_percent, vdiff and (imports) switch_notice.",
             "properties": {
                 "name": { "type": "string" },
-                "type": { "type": "string" },
+                "type": { "type": "string", "enum": ["move_tables", "reshard", "import", "materialize"], "description": "The workflow's kind." },
                 "source_keyspace": { "type": "string" },
                 "target_keyspace": { "type": "string" },
                 "tables": { "type": "array", "items": { "type": "object" } },
@@ -406,7 +432,8 @@ fn schemas() -> Value {
                 "durations": reference("Durations"),
                 "max_lag_seconds": { "type": ["integer", "null"] },
                 "copy_percent": { "type": "number" },
-                "vdiff": { "description": "The VDiff record, when one exists." }
+                "vdiff": { "description": "The VDiff record, when one exists." },
+                "switch_notice": switch_notice
             }
         },
         "SwitchResult": {
@@ -422,7 +449,8 @@ fn schemas() -> Value {
                         "duration_ms": { "type": "integer" },
                         "held_ms": { "type": ["integer", "null"], "description": "How long statements were held." }
                     }
-                } } }
+                },
+                "notice": { "type": "string", "description": "Imports, when primaries are switched (dry runs included): applications must write through the gate from now on, not to the external server." } } }
             ]
         },
         "LagSeries": {

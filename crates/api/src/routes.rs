@@ -15,8 +15,11 @@ use keyshift_cluster::ops;
 use keyshift_cluster::status::{KeyspaceStatus, cluster_status};
 use keyshift_topo::Topo;
 use keyshift_types::TabletAlias;
+use keyshift_workflow::import::redact_url;
 use keyshift_workflow::model::now_ms;
-use keyshift_workflow::{CompleteMode, CreateRequest, OnDdl, Options, State as WfState, Trigger};
+use keyshift_workflow::{
+    CompleteMode, CreateRequest, ImportRequest, OnDdl, Options, State as WfState, Trigger,
+};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -253,6 +256,18 @@ pub const ROUTES: &[Route] = &[
         ok: (201, "Workflow"),
         errors: &[400, 409, 422, 500, 502],
         handler: || post(create_workflow),
+    },
+    Route {
+        method: "POST",
+        path: "/imports",
+        operation_id: "createImport",
+        tag: "workflows",
+        summary: "Validates and creates an import: a workflow (`type: import`) that brings a database from an external MySQL/MariaDB server into a keyspace. Every problem of the server and the request is a finding with its fix; warnings do not block. With `validate_only` it only checks (200). The password is never logged or answered; its later actions are the workflow routes.",
+        query: &[],
+        body: Some("CreateImport"),
+        ok: (201, "Workflow"),
+        errors: &[400, 409, 422, 500, 502],
+        handler: || post(create_import),
     },
     Route {
         method: "GET",
@@ -598,7 +613,8 @@ pub async fn read_vdiff(topo: &dyn Topo, workflow: &str) -> ApiResult<Option<Val
 async fn workflow_view(topo: &dyn Topo, name: &str) -> ApiResult<WorkflowView> {
     let w = keyshift_workflow::show(topo, name).await?;
     let vdiff = read_vdiff(topo, name).await?;
-    Ok(views::view(w, vdiff, now_ms()))
+    let notice = views::switch_notice(topo, &w).await;
+    Ok(views::view(w, vdiff, now_ms(), notice))
 }
 
 #[derive(Serialize)]
@@ -687,11 +703,19 @@ async fn list_workflows(
     });
     let total = all.len();
     let now = now_ms();
-    let workflows: Vec<WorkflowSummary> = all
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|w| views::summary(w, now))
+    let page: Vec<&keyshift_workflow::Workflow> = all.iter().skip(offset).take(limit).collect();
+    // One look at the gates for the whole page, and only if a row needs it.
+    let notice = if page.iter().any(|w| views::needs_switch_notice(w)) {
+        Some(views::notice_text(app.topo.as_ref()).await)
+    } else {
+        None
+    };
+    let workflows: Vec<WorkflowSummary> = page
+        .into_iter()
+        .map(|w| {
+            let n = notice.clone().filter(|_| views::needs_switch_notice(w));
+            views::summary(w, now, n)
+        })
         .collect();
     let next_offset = (offset + limit < total).then_some(offset + limit);
     Ok(Json(WorkflowPage {
@@ -840,6 +864,48 @@ impl Fields {
     }
 }
 
+/// `tables` / `all_tables` of a create or import body: one of them.
+fn check_tables(f: &mut Fields, tables: &[String], all_tables: bool) {
+    if !all_tables && tables.is_empty() && !f.problems.iter().any(|(k, _)| k.starts_with("tables"))
+    {
+        f.bad("tables", "name at least one table, or set all_tables");
+    }
+    if all_tables && !tables.is_empty() {
+        f.bad("tables", "give tables or all_tables, not both");
+    }
+}
+
+/// The `options` object of a create or import body, and its problems.
+fn parse_options(f: &mut Fields) -> (Options, Vec<(String, String)>) {
+    let mut options = Options::default();
+    let Some(o) = f.object("options") else {
+        return (options, Vec::new());
+    };
+    let mut of = Fields::new(o, "options.");
+    if let Some(v) = of.bool("defer_secondary_keys") {
+        options.defer_secondary_keys = v;
+    }
+    if let Some(v) = of.string("on_ddl", false) {
+        match v.parse::<OnDdl>() {
+            Ok(d) => options.on_ddl = d,
+            Err(e) => of.bad("on_ddl", e),
+        }
+    }
+    if let Some(v) = of.bool("stop_after_copy") {
+        options.stop_after_copy = v;
+    }
+    if let Some(v) = of.uint("copy_batch_rows", 1) {
+        options.copy_batch_rows = v as usize;
+    }
+    if let Some(v) = of.uint("copy_cycle_ms", 100) {
+        options.copy_cycle_ms = v;
+    }
+    if let Some(v) = of.uint("max_transient_retries", 0) {
+        options.max_transient_retries = v as u32;
+    }
+    (options, of.finish())
+}
+
 /// The create body, checked field by field (422 naming each bad one), as a
 /// library request made by the API.
 pub fn parse_create(body: Map<String, Value>) -> ApiResult<(CreateRequest, bool)> {
@@ -851,40 +917,8 @@ pub fn parse_create(body: Map<String, Value>) -> ApiResult<(CreateRequest, bool)
     let all_tables = f.bool("all_tables").unwrap_or(false);
     let exclude = f.strings("exclude_tables").unwrap_or_default();
     let validate_only = f.bool("validate_only").unwrap_or(false);
-    if !all_tables && tables.is_empty() && !f.problems.iter().any(|(k, _)| k.starts_with("tables"))
-    {
-        f.bad("tables", "name at least one table, or set all_tables");
-    }
-    if all_tables && !tables.is_empty() {
-        f.bad("tables", "give tables or all_tables, not both");
-    }
-    let mut options = Options::default();
-    let mut problems = Vec::new();
-    if let Some(o) = f.object("options") {
-        let mut of = Fields::new(o, "options.");
-        if let Some(v) = of.bool("defer_secondary_keys") {
-            options.defer_secondary_keys = v;
-        }
-        if let Some(v) = of.string("on_ddl", false) {
-            match v.parse::<OnDdl>() {
-                Ok(d) => options.on_ddl = d,
-                Err(e) => of.bad("on_ddl", e),
-            }
-        }
-        if let Some(v) = of.bool("stop_after_copy") {
-            options.stop_after_copy = v;
-        }
-        if let Some(v) = of.uint("copy_batch_rows", 1) {
-            options.copy_batch_rows = v as usize;
-        }
-        if let Some(v) = of.uint("copy_cycle_ms", 100) {
-            options.copy_cycle_ms = v;
-        }
-        if let Some(v) = of.uint("max_transient_retries", 0) {
-            options.max_transient_retries = v as u32;
-        }
-        problems.extend(of.finish());
-    }
+    check_tables(&mut f, &tables, all_tables);
+    let (options, problems) = parse_options(&mut f);
     let mut all = f.finish();
     all.extend(problems);
     if !all.is_empty() {
@@ -920,20 +954,184 @@ async fn create_workflow(
     let validate_only = in_body || bool_param(&q, "validate_only")?.unwrap_or(false);
     if validate_only {
         let report = keyshift_workflow::validate_only(app.topo.as_ref(), &req).await?;
-        return Ok((
-            StatusCode::OK,
-            Json(json!({
-                "ok": report.ok(),
-                "tables": report.tables,
-                "findings": report.findings,
-            })),
-        ));
+        return Ok((StatusCode::OK, Json(report_json(&report))));
     }
     let w = keyshift_workflow::create(app.topo.as_ref(), &req).await?;
-    let view = views::view(w, None, now_ms());
+    created(app.topo.as_ref(), w).await
+}
+
+/// A validation report as the API answers it: `ok`, `tables`, and every
+/// finding with its `severity` spelt out (`error` or `warning`).
+pub fn report_json(report: &keyshift_workflow::ValidationReport) -> Value {
+    json!({
+        "ok": report.ok(),
+        "tables": report.tables,
+        "findings": crate::error::findings_json(&report.findings),
+    })
+}
+
+/// 201 with the view of a workflow just created.
+async fn created(
+    topo: &dyn Topo,
+    w: keyshift_workflow::Workflow,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let notice = views::switch_notice(topo, &w).await;
+    let view = views::view(w, None, now_ms(), notice);
     let body = serde_json::to_value(view)
         .map_err(|e| ApiError::new(Code::Internal, format!("encoding the workflow: {e}")))?;
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// The import body, checked field by field like the create body. The
+/// password is taken as given (not trimmed) and never appears in a
+/// problem.
+pub fn parse_import(body: Map<String, Value>) -> ApiResult<(ImportRequest, bool)> {
+    let mut f = Fields::new(body, "");
+    let name = f.string("name", true);
+    let from = f.string("from", true);
+    let password = match f.map.remove("password") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if p.is_empty() => None,
+        Some(Value::String(p)) => Some(p),
+        Some(_) => {
+            f.bad("password", "must be a string");
+            None
+        }
+    };
+    let source_keyspace = f.string("source_keyspace", false);
+    let ssl_mode = f.string("ssl_mode", false);
+    let ssl_ca = f.string("ssl_ca", false);
+    let target = f.string("target_keyspace", true);
+    // The target keyspace's VSchema document, checked by the import itself
+    // (faults come back as findings with their path).
+    let target_vschema = match f.map.remove("target_vschema") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v),
+        Some(_) => {
+            f.bad("target_vschema", "must be a VSchema object");
+            None
+        }
+    };
+    let tables = f.strings("tables").unwrap_or_default();
+    let all_tables = f.bool("all_tables").unwrap_or(false);
+    let exclude = f.strings("exclude_tables").unwrap_or_default();
+    let validate_only = f.bool("validate_only").unwrap_or(false);
+    check_tables(&mut f, &tables, all_tables);
+    let (options, problems) = parse_options(&mut f);
+    let mut all = f.finish();
+    all.extend(problems);
+    if !all.is_empty() {
+        return Err(ApiError::fields(all));
+    }
+    let (Some(name), Some(from), Some(target_keyspace)) = (name, from, target) else {
+        return Err(ApiError::new(
+            Code::Internal,
+            "a required field went missing",
+        ));
+    };
+    Ok((
+        ImportRequest {
+            name,
+            from,
+            password,
+            ssl_mode,
+            ssl_ca,
+            source_keyspace,
+            target_keyspace,
+            target_vschema,
+            tables,
+            all_tables,
+            exclude_tables: exclude,
+            options,
+            by: Trigger::Api,
+        },
+        validate_only,
+    ))
+}
+
+/// What must never leave the API in an answer or a log line: the password
+/// as given and as the URL carries it (encoded and decoded), and the URL
+/// itself (replaced by its redacted form).
+fn secrets_of(req: &ImportRequest) -> Vec<(String, String)> {
+    let mut out = vec![(req.from.clone(), redact_url(&req.from))];
+    let mut pw: Vec<String> = req.password.iter().cloned().collect();
+    if let Some((_, rest)) = req.from.split_once("://")
+        && let Some((auth, _)) = rest.rsplit_once('@')
+        && let Some((_, p)) = auth.split_once(':')
+    {
+        pw.push(p.to_string());
+    }
+    if let Ok(src) = keyshift_workflow::import::parse_source_url(&req.from, req.password.as_deref())
+    {
+        pw.push(src.password);
+    }
+    // A very short password would garble every message it occurs in by
+    // chance; it is also no secret worth the name.
+    pw.retain(|p| p.chars().count() >= 4);
+    pw.sort();
+    pw.dedup();
+    // Longest first: a password that contains another is replaced whole.
+    pw.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    out.extend(pw.into_iter().map(|p| (p, "***".to_string())));
+    out
+}
+
+fn scrub_str(s: &str, secrets: &[(String, String)]) -> String {
+    let mut s = s.to_string();
+    for (secret, with) in secrets {
+        if !secret.is_empty() && s.contains(secret.as_str()) {
+            s = s.replace(secret.as_str(), with);
+        }
+    }
+    s
+}
+
+fn scrub_value(v: &mut Value, secrets: &[(String, String)]) {
+    match v {
+        Value::String(s) => *s = scrub_str(s, secrets),
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub_value(x, secrets)),
+        Value::Object(m) => m.values_mut().for_each(|x| scrub_value(x, secrets)),
+        _ => {}
+    }
+}
+
+/// An import's error with every secret taken out, before it is answered
+/// (and, for 5xx, logged).
+fn scrub_error(mut e: ApiError, secrets: &[(String, String)]) -> ApiError {
+    e.message = scrub_str(&e.message, secrets);
+    if let Some(d) = &mut e.details {
+        scrub_value(d, secrets);
+    }
+    e
+}
+
+/// An import's error as the API answers it, secrets removed.
+fn import_error(e: keyshift_workflow::WorkflowError, secrets: &[(String, String)]) -> ApiError {
+    scrub_error(ApiError::from(e), secrets)
+}
+
+async fn create_import(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (req, in_body) = parse_import(object_body(&body)?)?;
+    let validate_only = in_body || bool_param(&q, "validate_only")?.unwrap_or(false);
+    let secrets = secrets_of(&req);
+    if validate_only {
+        let report = keyshift_workflow::validate_import(app.topo.as_ref(), &req)
+            .await
+            .map_err(|e| import_error(e, &secrets))?;
+        let mut v = report_json(&report);
+        scrub_value(&mut v, &secrets);
+        return Ok((StatusCode::OK, Json(v)));
+    }
+    let w = keyshift_workflow::create_import(app.topo.as_ref(), &req)
+        .await
+        .map_err(|e| import_error(e, &secrets))?;
+    let (status, Json(mut v)) = created(app.topo.as_ref(), w).await?;
+    scrub_value(&mut v, &secrets);
+    Ok((status, Json(v)))
 }
 
 async fn get_workflow(
@@ -1109,16 +1307,24 @@ fn switch_options(p: &SwitchParams) -> keyshift_workflow::SwitchOptions {
 
 /// A switch's answer: the workflow after it, plus what the switch did
 /// (`report.steps`, which is all a dry run does).
+///
+/// A switch of an import's primaries (dry run included) also carries
+/// `notice`: applications must write through the gate from then on.
 async fn after_switch(
     app: &AppState,
     name: &str,
     report: keyshift_workflow::SwitchReport,
+    primaries: bool,
 ) -> ApiResult<Json<Value>> {
     let view = workflow_view(app.topo.as_ref(), name).await?;
+    let import = view.workflow.kind == keyshift_workflow::WorkflowType::Import;
     let mut v = serde_json::to_value(view)
         .map_err(|e| ApiError::new(Code::Internal, format!("encoding the workflow: {e}")))?;
     v["report"] = serde_json::to_value(report)
         .map_err(|e| ApiError::new(Code::Internal, format!("encoding the report: {e}")))?;
+    if import && primaries {
+        v["notice"] = json!(views::notice_text(app.topo.as_ref()).await);
+    }
     Ok(Json(v))
 }
 
@@ -1135,7 +1341,7 @@ async fn switch_traffic(
         Trigger::Api,
     )
     .await?;
-    after_switch(&app, &name, report).await
+    after_switch(&app, &name, report, !params.replicas_only).await
 }
 
 async fn reverse_traffic(
@@ -1151,7 +1357,7 @@ async fn reverse_traffic(
         Trigger::Api,
     )
     .await?;
-    after_switch(&app, &name, report).await
+    after_switch(&app, &name, report, false).await
 }
 
 pub fn parse_complete(body: Map<String, Value>) -> ApiResult<CompleteMode> {
@@ -1265,6 +1471,82 @@ mod tests {
         assert_eq!(req.by, Trigger::Api);
         assert_eq!(req.options.on_ddl, OnDdl::Exec);
         assert_eq!(req.options.copy_cycle_ms, 500);
+    }
+
+    #[test]
+    fn import_reads_every_field_and_names_every_bad_one() {
+        let err = parse_import(obj(json!({
+            "from": 5, "password": ["x"], "tables": [], "all_tables": "yes",
+            "options": { "on_ddl": "never" }, "by": "cli"
+        })))
+        .map(|_| ())
+        .expect_err("invalid");
+        let details = err.details.expect("details");
+        let fields: Vec<&str> = details["fields"]
+            .as_array()
+            .expect("fields")
+            .iter()
+            .map(|f| f["field"].as_str().expect("field"))
+            .collect();
+        for want in [
+            "name",
+            "from",
+            "password",
+            "target_keyspace",
+            "all_tables",
+            "by",
+            "options.on_ddl",
+        ] {
+            assert!(fields.contains(&want), "{want} missing from {fields:?}");
+        }
+        let (req, validate_only) = parse_import(obj(json!({
+            "name": "imp", "from": " mysql://app@db:3306/shop ", "password": " p w ",
+            "source_keyspace": "legacy", "target_keyspace": "main",
+            "all_tables": true, "exclude_tables": "audit, tmp", "validate_only": true,
+            "options": { "copy_batch_rows": 500 }
+        })))
+        .expect("valid");
+        assert!(validate_only);
+        assert_eq!(req.from, "mysql://app@db:3306/shop");
+        assert_eq!(
+            req.password.as_deref(),
+            Some(" p w "),
+            "passwords are not trimmed"
+        );
+        assert_eq!(req.source_keyspace.as_deref(), Some("legacy"));
+        assert_eq!(req.exclude_tables, vec!["audit", "tmp"]);
+        assert_eq!(req.options.copy_batch_rows, 500);
+        assert_eq!(req.by, Trigger::Api);
+        let (req, _) = parse_import(obj(json!({
+            "name": "imp", "from": "mysql://app@db/shop", "password": "",
+            "target_keyspace": "main", "tables": ["a"]
+        })))
+        .expect("valid");
+        assert_eq!(req.password, None);
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_import_errors() {
+        let (req, _) = parse_import(obj(json!({
+            "name": "imp", "from": "mysql://app:p%40ssw0rd@db/shop", "password": "other-secret",
+            "target_keyspace": "main", "all_tables": true
+        })))
+        .expect("valid");
+        let secrets = secrets_of(&req);
+        let e = ApiError::new(
+            Code::Server,
+            "cannot reach mysql://app:p%40ssw0rd@db/shop with p@ssw0rd or other-secret",
+        )
+        .with_details(json!({ "findings": [{ "problem": "p@ssw0rd!" }] }));
+        let e = scrub_error(e, &secrets);
+        assert_eq!(
+            e.message,
+            "cannot reach mysql://app:***@db/shop with *** or ***"
+        );
+        assert_eq!(
+            e.details.expect("details")["findings"][0]["problem"],
+            "***!"
+        );
     }
 
     #[test]

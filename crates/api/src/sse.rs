@@ -134,7 +134,8 @@ async fn to_event(
         ("workflow", WatchEvent::Put(kv)) => match serde_json::from_slice::<Workflow>(&kv.value) {
             Ok(w) => {
                 let vdiff = crate::routes::read_vdiff(topo, &name).await.ok().flatten();
-                let view = crate::views::view(w, vdiff, keyshift_workflow::model::now_ms());
+                let notice = crate::views::switch_notice(topo, &w).await;
+                let view = crate::views::view(w, vdiff, keyshift_workflow::model::now_ms(), notice);
                 ("workflow", serde_json::to_string(&view).ok()?)
             }
             Err(e) => {

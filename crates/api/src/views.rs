@@ -3,8 +3,10 @@
 //! actions allowed now and why the others are not, phase durations, the
 //! worst lag, the VDiff report.
 
+use keyshift_cluster::model::{GATE_INSTANCE_TTL_MS, GateInstance, keys};
+use keyshift_topo::{Topo, TopoExt};
 use keyshift_workflow::model::{ALL_STATES, state_table};
-use keyshift_workflow::{Action, State, Workflow, allowed_actions};
+use keyshift_workflow::{Action, State, Workflow, WorkflowType, allowed_actions};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -53,6 +55,10 @@ pub struct WorkflowView {
     pub copy_percent: f64,
     /// The VDiff record at `/vdiffs/{name}`, as its writer stored it.
     pub vdiff: Option<Value>,
+    /// Imports whose primaries are not switched yet: what switching them
+    /// means for the applications (they must write through the gate).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_notice: Option<String>,
 }
 
 /// One row of the workflow list.
@@ -72,6 +78,59 @@ pub struct WorkflowSummary {
     pub max_lag_seconds: Option<u64>,
     pub copy_percent: f64,
     pub allowed_actions: Vec<Action>,
+    /// As in [`WorkflowView::switch_notice`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switch_notice: Option<String>,
+}
+
+/// Whether `w` is an import whose primaries are still to be switched (a
+/// reverse workflow is operated through the one it reverses).
+pub fn needs_switch_notice(w: &Workflow) -> bool {
+    w.kind == WorkflowType::Import
+        && w.reverse_of.is_none()
+        && !matches!(
+            w.state,
+            State::SwitchedPrimaries | State::Completed | State::Cancelled
+        )
+}
+
+/// The addresses of the live gates (their heartbeat records), or "the
+/// gate" when none is known.
+pub async fn gate_hint(topo: &dyn Topo) -> String {
+    let now = keyshift_cluster::model::now_ms();
+    let mut addrs: Vec<String> = match topo.list_json::<GateInstance>(keys::GATE_INSTANCES).await {
+        Ok(gates) => gates
+            .into_iter()
+            .map(|(_, g, _)| g)
+            .filter(|g| g.seen_ms + GATE_INSTANCE_TTL_MS > now && !g.addr.is_empty())
+            .map(|g| g.addr)
+            .collect(),
+        Err(e) => {
+            tracing::debug!("api: cannot list the gates for the switch notice: {e}");
+            Vec::new()
+        }
+    };
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        "the gate".to_string()
+    } else {
+        addrs.join(", ")
+    }
+}
+
+/// The notice for `w`, if it needs one; `gate` is computed only then.
+pub async fn switch_notice(topo: &dyn Topo, w: &Workflow) -> Option<String> {
+    if needs_switch_notice(w) {
+        Some(notice_text(topo).await)
+    } else {
+        None
+    }
+}
+
+/// The text of the notice, with the live gates' addresses.
+pub async fn notice_text(topo: &dyn Topo) -> String {
+    keyshift_workflow::import::switch_notice(&gate_hint(topo).await)
 }
 
 /// What the API offers for a workflow: nothing on a reverse workflow (it
@@ -181,8 +240,15 @@ pub fn copy_percent(w: &Workflow) -> f64 {
     }
 }
 
-pub fn view(w: Workflow, vdiff: Option<Value>, now_ms: u64) -> WorkflowView {
+/// The view of `w`; `switch_notice` from [`switch_notice`].
+pub fn view(
+    w: Workflow,
+    vdiff: Option<Value>,
+    now_ms: u64,
+    switch_notice: Option<String>,
+) -> WorkflowView {
     WorkflowView {
+        switch_notice,
         allowed_actions: offered(&w),
         actions: workflow_action_states(&w),
         durations: durations(&w, now_ms),
@@ -193,8 +259,9 @@ pub fn view(w: Workflow, vdiff: Option<Value>, now_ms: u64) -> WorkflowView {
     }
 }
 
-pub fn summary(w: &Workflow, now_ms: u64) -> WorkflowSummary {
+pub fn summary(w: &Workflow, now_ms: u64, switch_notice: Option<String>) -> WorkflowSummary {
     WorkflowSummary {
+        switch_notice,
         name: w.name.clone(),
         kind: w.kind,
         state: w.state,

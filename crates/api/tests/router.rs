@@ -592,3 +592,180 @@ async fn actions_are_recorded_as_the_api_and_stream_live() {
     statuses.sort();
     assert_eq!(statuses, [StatusCode::OK, StatusCode::CONFLICT]);
 }
+
+#[tokio::test]
+async fn imports_carry_the_switch_notice_until_primaries_are_switched() {
+    let f = fixture();
+    let t = Some(TOKEN);
+    let mut imp = record("imp", "running", 2000);
+    imp["type"] = json!("import");
+    imp["source_keyspace"] = json!("ext_shop");
+    put_record(f.topo.as_ref(), &imp).await;
+    let mut done = record("imp_done", "switched_primaries", 1500);
+    done["type"] = json!("import");
+    put_record(f.topo.as_ref(), &done).await;
+    put_record(f.topo.as_ref(), &record("mt", "running", 1000)).await;
+
+    // No live gate known: the notice says "the gate".
+    let (s, w) = call(&f.app, Method::GET, "/api/v1/workflows/imp", t, None).await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert_eq!(w["type"], "import");
+    let notice = w["switch_notice"].as_str().expect("switch_notice");
+    assert!(notice.contains("(the gate)"), "{notice}");
+    assert!(notice.contains("split brain"), "{notice}");
+
+    // With a live gate, its address.
+    let gate = keyshift_cluster::model::GateInstance {
+        id: "g1".into(),
+        addr: "127.0.0.1:15306".into(),
+        pid: 1,
+        seen_ms: keyshift_cluster::model::now_ms(),
+    };
+    f.topo
+        .put_json(
+            &keyshift_cluster::model::keys::gate_instance("g1"),
+            &gate,
+            Cond::Any,
+        )
+        .await
+        .expect("gate");
+    let (_, w) = call(&f.app, Method::GET, "/api/v1/workflows/imp", t, None).await;
+    let notice = w["switch_notice"].as_str().expect("switch_notice");
+    assert!(notice.contains("127.0.0.1:15306"), "{notice}");
+    let (_, w) = call(&f.app, Method::GET, "/api/v1/workflows/imp_done", t, None).await;
+    assert!(w.get("switch_notice").is_none(), "{w}");
+    let (_, w) = call(&f.app, Method::GET, "/api/v1/workflows/mt", t, None).await;
+    assert!(w.get("switch_notice").is_none(), "{w}");
+
+    // The list rows too.
+    let (_, page) = call(&f.app, Method::GET, "/api/v1/workflows", t, None).await;
+    let rows = page["workflows"].as_array().expect("rows");
+    let row = |n: &str| rows.iter().find(|r| r["name"] == n).expect("row").clone();
+    assert_eq!(row("imp")["type"], "import");
+    assert!(
+        row("imp")["switch_notice"]
+            .as_str()
+            .is_some_and(|n| n.contains("127.0.0.1:15306")),
+        "{page}"
+    );
+    assert!(row("imp_done").get("switch_notice").is_none());
+    assert_eq!(row("mt")["type"], "move_tables");
+    assert!(row("mt").get("switch_notice").is_none());
+
+    // A switch of the primaries (here a dry run) answers with the notice;
+    // a replica switch and other workflows do not.
+    let (s, r) = call(
+        &f.app,
+        Method::POST,
+        "/api/v1/workflows/imp/switch-traffic",
+        t,
+        Some(json!({ "dry_run": true })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["report"]["dry_run"], true);
+    assert!(
+        r["notice"]
+            .as_str()
+            .is_some_and(|n| n.contains("write through the gate (127.0.0.1:15306)")),
+        "{r}"
+    );
+    let (s, r) = call(
+        &f.app,
+        Method::POST,
+        "/api/v1/workflows/imp/switch-traffic",
+        t,
+        Some(json!({ "dry_run": true, "replicas_only": true })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r.get("notice").is_none(), "{r}");
+    let (s, r) = call(
+        &f.app,
+        Method::POST,
+        "/api/v1/workflows/mt/switch-traffic",
+        t,
+        Some(json!({ "dry_run": true })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(r.get("notice").is_none(), "{r}");
+}
+
+#[tokio::test]
+async fn import_requests_are_checked_and_never_echo_the_password() {
+    let f = fixture();
+    let t = Some(TOKEN);
+    // Malformed fields: 422 naming each, never quoting the password.
+    let (s, b) = call(
+        &f.app,
+        Method::POST,
+        "/api/v1/imports",
+        t,
+        Some(json!({ "name": "i", "password": 7, "tables": ["a"], "color": 1 })),
+    )
+    .await;
+    assert_eq!((s, code(&b)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid"));
+    let fields: Vec<&str> = b["error"]["details"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    for want in ["from", "password", "target_keyspace", "color"] {
+        assert!(fields.contains(&want), "{want} not named in {b}");
+    }
+
+    // A `from` that is no URL: a `request` finding, as validation and as
+    // a refused create.
+    let bad = json!({
+        "name": "imp", "from": "postgres://app:Hunter2Secret@db/shop",
+        "target_keyspace": "customer", "all_tables": true
+    });
+    let mut v = bad.clone();
+    v["validate_only"] = json!(true);
+    let (s, r) = call(&f.app, Method::POST, "/api/v1/imports", t, Some(v)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["ok"], false);
+    assert_eq!(r["findings"][0]["check"], "request", "{r}");
+    assert_eq!(r["findings"][0]["severity"], "error", "{r}");
+    assert!(!r.to_string().contains("Hunter2Secret"), "{r}");
+    let (s, b) = call(&f.app, Method::POST, "/api/v1/imports", t, Some(bad)).await;
+    assert_eq!((s, code(&b)), (StatusCode::UNPROCESSABLE_ENTITY, "invalid"));
+    let findings = b["error"]["details"]["findings"]
+        .as_array()
+        .expect("findings");
+    assert!(findings.iter().any(|f| f["check"] == "request"), "{b}");
+    assert!(!b.to_string().contains("Hunter2Secret"), "{b}");
+
+    // A server that is not there: a `connection` finding with its fix;
+    // neither the URL's password nor the separate one is answered.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    for body in [
+        json!({ "name": "imp", "from": format!("mysql://app:Hunter2Secret@127.0.0.1:{port}/shop"),
+                "target_keyspace": "customer", "tables": "a, b", "validate_only": true }),
+        json!({ "name": "imp", "from": format!("mysql://app@127.0.0.1:{port}/shop"),
+                "password": "Hunter2Secret", "target_keyspace": "customer", "tables": ["a"],
+                "validate_only": true }),
+    ] {
+        let (s, r) = call(&f.app, Method::POST, "/api/v1/imports", t, Some(body)).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["ok"], false);
+        assert!(
+            r["findings"]
+                .as_array()
+                .expect("findings")
+                .iter()
+                .any(|f| f["check"] == "connection"
+                    && f["fix"].as_str().is_some_and(|x| !x.is_empty())),
+            "{r}"
+        );
+        assert!(!r.to_string().contains("Hunter2Secret"), "{r}");
+    }
+    // Nothing was created.
+    let (_, page) = call(&f.app, Method::GET, "/api/v1/workflows", t, None).await;
+    assert_eq!(page["total"], 0, "{page}");
+}

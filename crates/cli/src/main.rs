@@ -90,6 +90,9 @@ enum Command {
     RoutingRules(commands::RoutingCmd),
     /// Create, follow and operate data-motion workflows.
     Workflow(workflow::WorkflowArgs),
+    /// Import a database from an external MySQL/MariaDB server (then
+    /// operate it with `keyshift workflow`).
+    Import(workflow::import::ImportArgs),
     /// Map a value through a vindex: the keyspace id and the shard of each
     /// sharded keyspace that holds it.
     Vindex {
@@ -170,6 +173,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Vschema(cmd) => commands::vschema(&cluster, cmd).await,
         Command::RoutingRules(cmd) => commands::routing_rules(&cluster, cmd).await,
         Command::Workflow(cmd) => workflow::run(&cluster, cmd).await,
+        Command::Import(cmd) => workflow::import::run(&cluster, cmd).await,
         Command::Vindex {
             kind,
             value,

@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 #[path = "verify.rs"]
 mod verify;
 
+#[path = "import.rs"]
+pub mod import;
+
 /// An error that carries its exit code up to `main`.
 #[derive(Debug)]
 pub struct Exit(pub u8);
@@ -338,10 +341,15 @@ fn findings(details: &Value) -> Option<ValidationReport> {
 }
 
 fn print_findings(r: &ValidationReport) {
-    eprintln!("validation found {} problem(s):", r.findings.len());
+    eprintln!("validation found {} problem(s):", r.errors().count());
     for f in &r.findings {
         eprintln!(
-            "  [{}] {}: {}\n      fix: {}",
+            "  {}[{}] {}: {}\n      fix: {}",
+            if f.severity.is_error() {
+                ""
+            } else {
+                "warning "
+            },
             f.check,
             f.table.as_deref().unwrap_or("-"),
             f.problem,
@@ -747,6 +755,16 @@ pub async fn run(cluster: &Path, args: WorkflowArgs) -> Result<()> {
         WorkflowCmd::VerifyData(args) => verify::run(b, args).await,
         WorkflowCmd::Retry { name } => action(b.simple("retry", &name).await),
         WorkflowCmd::SwitchTraffic { name, switch } => {
+            if !switch.replicas_only
+                && let Ok(w) = b.show(&name).await
+                && w.kind == keyshift_workflow::WorkflowType::Import
+                && w.reverse_of.is_none()
+            {
+                eprintln!(
+                    "notice: {}",
+                    keyshift_workflow::import::switch_notice(&import::gate_hint(cluster))
+                );
+            }
             let r = b.switch(&name, &switch, false).await?;
             print_switch(&r, switch.format)
         }

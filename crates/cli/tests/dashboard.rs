@@ -5,7 +5,10 @@
 //! table, then passes), watch it reach `running` live without a reload, and
 //! find a disabled action that says why, then click the lifecycle through:
 //! verify, switch reads, switch traffic, reverse, switch, complete, each
-//! destructive step confirmed in its dialog. Screenshots go to
+//! destructive step confirmed in its dialog. Then an import from an
+//! "external" mariadbd through the same page: validate (the view is a
+//! warning with its fix), create, see its kind and the notice about
+//! writing through the gate, also in the switch confirmation. Screenshots go to
 //! `target/dashboard/`; a failing step saves `failure.png` there.
 
 mod common;
@@ -549,15 +552,232 @@ async fn journey(b: &Client, base: &str, token: &str) -> Step<()> {
     Ok(())
 }
 
+/// The password of the external server's user: distinctive, so that
+/// finding it in a log means it leaked.
+const IMPORT_PASSWORD: &str = "Dash-Imp0rt-9b3e";
+
+/// An "external" mariadbd keyshift does not manage: database `shop` with a
+/// table and a view, and a user for keyshift.
+async fn external_server() -> keyshift_testkit::TestMysqld {
+    use mysql_async::prelude::*;
+    let ext = keyshift_testkit::TestMysqld::start()
+        .await
+        .expect("external mariadbd");
+    let mut c = ext.conn().await.expect("connect to the external server");
+    for sql in [
+        "CREATE DATABASE shop".to_string(),
+        "CREATE TABLE shop.supplier (supplier_id BIGINT NOT NULL, name VARCHAR(128), PRIMARY KEY (supplier_id)) ENGINE=InnoDB".into(),
+        "INSERT INTO shop.supplier VALUES (1, 'Acme'), (2, 'Globex')".into(),
+        "CREATE VIEW shop.v_supplier_names AS SELECT name FROM shop.supplier".into(),
+    ] {
+        c.query_drop(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    for host in ["%", "localhost", "127.0.0.1"] {
+        c.query_drop(format!(
+            "CREATE USER 'importer'@'{host}' IDENTIFIED BY '{IMPORT_PASSWORD}'"
+        ))
+        .await
+        .expect("create user");
+        c.query_drop(format!(
+            "GRANT ALL PRIVILEGES ON *.* TO 'importer'@'{host}'"
+        ))
+        .await
+        .expect("grant");
+    }
+    let _ = c.disconnect().await;
+    ext
+}
+
+/// "New workflow" → "Import from an external server": validation lists
+/// the view as a warning (with its fix) and passes; Create leads to the
+/// import's page, which shows its kind and the notice about writing
+/// through the gate, and so does the switch-traffic confirmation.
+async fn import_journey(b: &Client, ext_port: u16) -> Step<()> {
+    click(b, "a[data-nav=new]").await?;
+    until(
+        b,
+        "the kind choice",
+        "document.querySelector('#wf-kind-import')",
+        Duration::from_secs(20),
+    )
+    .await?;
+    click(b, "#wf-kind-import").await?;
+    until(
+        b,
+        "the import form",
+        "document.querySelector('#imp-from') && document.querySelector('#wf-target option')",
+        Duration::from_secs(20),
+    )
+    .await?;
+    let pw_type = b
+        .execute(
+            "return document.querySelector('#imp-password').type",
+            vec![],
+        )
+        .await
+        .map_err(err("password field"))?;
+    if pw_type != json!("password") {
+        return Err(format!("the password field is of type {pw_type}"));
+    }
+    type_into(b, "#wf-name", "imp1").await?;
+    type_into(
+        b,
+        "#imp-from",
+        &format!("mysql://importer@127.0.0.1:{ext_port}/shop"),
+    )
+    .await?;
+    type_into(b, "#imp-password", IMPORT_PASSWORD).await?;
+    // Into the unsharded keyspace: no VSchema needed for the new table.
+    b.execute(
+        "const s = document.querySelector('#wf-target'); s.value = 'commerce'; s.dispatchEvent(new Event('change')); return s.value",
+        vec![],
+    )
+    .await
+    .map_err(err("target"))?;
+    click(b, "#wf-validate").await?;
+    until(
+        b,
+        "the import's findings",
+        "document.querySelector('.validation-ok') && document.querySelector('.finding[data-check=views][data-severity=warning]')",
+        Duration::from_secs(60),
+    )
+    .await?;
+    let text = b
+        .execute(
+            "return document.querySelector('#findings').innerText",
+            vec![],
+        )
+        .await
+        .map_err(err("findings"))?;
+    let area = b
+        .execute(
+            "return document.querySelector('#validation').innerText",
+            vec![],
+        )
+        .await
+        .map_err(err("validation"))?;
+    if area.as_str().is_none_or(|t| t.contains("null")) {
+        return Err(format!("the validation shows stray text: {area}"));
+    }
+    if !text.as_str().is_some_and(|t| {
+        t.to_lowercase().contains("warning") && t.contains("v_supplier_names") && t.contains("Fix")
+    }) {
+        return Err(format!(
+            "the warning should name the view and its fix: {text}"
+        ));
+    }
+    until(
+        b,
+        "Create enabled",
+        "!document.querySelector('#wf-create').disabled",
+        Duration::from_secs(5),
+    )
+    .await?;
+    shot(b, "import-validated.png").await?;
+    click(b, "#wf-create").await?;
+    until(
+        b,
+        "the import's page",
+        "document.querySelector('#workflow[data-name=imp1] #wf-state') && document.querySelector('#wf-kind[data-kind=import]')",
+        Duration::from_secs(60),
+    )
+    .await?;
+    until(
+        b,
+        "the switch notice",
+        "document.querySelector('#wf-switch-notice') && document.querySelector('#wf-switch-notice').textContent.includes('write through the gate')",
+        Duration::from_secs(10),
+    )
+    .await?;
+    wait_state(b, "running").await?;
+    // Switching primaries says plainly what it means before confirming.
+    until(
+        b,
+        "switch-traffic enabled",
+        "!document.querySelector('button[data-button=switch-traffic]').disabled",
+        Duration::from_secs(30),
+    )
+    .await?;
+    click(b, "button[data-button=switch-traffic]").await?;
+    until(
+        b,
+        "the confirmation with the notice",
+        "document.querySelector('#confirm').open && document.querySelector('#confirm-notice') && document.querySelector('#confirm-notice').textContent.includes('split brain')",
+        Duration::from_secs(5),
+    )
+    .await?;
+    shot(b, "import-confirm-switch.png").await?;
+    let body = b
+        .execute(
+            "return document.querySelector('#confirm-body').innerText + ' ' + document.querySelector('#wf-kind').innerText",
+            vec![],
+        )
+        .await
+        .map_err(err("dialog text"))?;
+    if body.as_str().is_none_or(|t| t.contains("null")) {
+        return Err(format!("the dialog shows stray text: {body}"));
+    }
+    click(b, "#confirm-cancel").await?;
+    until(
+        b,
+        "the dialog to close",
+        "!document.querySelector('#confirm').open",
+        Duration::from_secs(5),
+    )
+    .await?;
+    // The replica switch asks without it.
+    click(b, "button[data-button=switch-reads]").await?;
+    until(
+        b,
+        "the replica confirmation",
+        "document.querySelector('#confirm').open",
+        Duration::from_secs(5),
+    )
+    .await?;
+    let notice = b
+        .execute("return !!document.querySelector('#confirm-notice')", vec![])
+        .await
+        .map_err(err("notice"))?;
+    click(b, "#confirm-cancel").await?;
+    if notice != json!(false) {
+        return Err("switching reads only must not warn about writes".into());
+    }
+    until(
+        b,
+        "the dialog to close",
+        "!document.querySelector('#confirm').open",
+        Duration::from_secs(5),
+    )
+    .await?;
+
+    // The list shows the kind of each workflow.
+    click(b, "a[data-nav=workflows]").await?;
+    until(
+        b,
+        "the import in the list",
+        "document.querySelector('#workflows-table tr[data-workflow=imp1] [data-kind=import]') && document.querySelector('#workflows-table tr[data-workflow=move1] [data-kind=move_tables]')",
+        Duration::from_secs(20),
+    )
+    .await?;
+    shot(b, "workflows-with-import.png").await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_creates_and_follows_a_workflow_in_chromium() {
+    let ext = external_server().await;
     let c = Cluster::example();
     c.ok(&["up", "--detach"]);
     c.ok(&["demo"]);
     let (base, token) = c.api();
     let driver = start_driver().await;
     let b = browser(&driver).await;
-    let r = journey(&b, &base, &token).await;
+    let mut r = journey(&b, &base, &token).await;
+    if r.is_ok() {
+        r = import_journey(&b, ext.port()).await;
+    }
     if let Err(e) = &r {
         let saved = shot(&b, "failure.png").await;
         let _ = b.clone().close().await;
@@ -569,6 +789,15 @@ async fn the_dashboard_creates_and_follows_a_workflow_in_chromium() {
     let out = c.ok(&["workflow", "show", "move1", "--format", "json"]);
     let w: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(w["phases"][0]["by"], "api", "{w}");
+    let imp = c.ok(&["workflow", "show", "imp1", "--format", "json"]);
+    let imp: serde_json::Value = serde_json::from_str(&imp).expect("json");
+    assert_eq!(imp["type"], "import", "{imp}");
+    assert_eq!(imp["phases"][0]["by"], "api", "{imp}");
+    let log = std::fs::read_to_string(c.data_dir().join("keyshift.log")).unwrap_or_default();
+    assert!(
+        !log.contains(IMPORT_PASSWORD),
+        "the node's log has the password"
+    );
     for state in [
         "stopped",
         "switched_replicas",

@@ -150,6 +150,11 @@ pub struct KeyspaceRecord {
     pub sharded: bool,
     /// Unix seconds.
     pub created_at: u64,
+    /// Set on the keyspace an import registers for an external server: the
+    /// import workflow owns it, and completing or cancelling the import
+    /// removes it together with the stored credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_of: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -211,6 +216,9 @@ pub struct TabletRecord {
     /// file exists: about half the kernel time of loopback TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket: Option<std::path::PathBuf>,
+    /// TLS for keyshift's connections to an external server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<keyshift_tablet::TlsSpec>,
 }
 
 /// How keyshift runs a managed tablet's mariadbd.
@@ -236,6 +244,7 @@ impl fmt::Debug for TabletRecord {
             .field("password", &"<redacted>")
             .field("managed", &self.managed)
             .field("socket", &self.socket)
+            .field("tls", &self.tls.as_ref().map(|t| t.mode))
             .finish()
     }
 }
@@ -247,6 +256,7 @@ impl TabletRecord {
             port: self.port,
             user: self.user.clone(),
             password: self.password.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -316,6 +326,7 @@ mod tests {
             password: "hunter2".into(),
             managed: None,
             socket: None,
+            tls: None,
         };
         assert!(!format!("{t:?}").contains("hunter2"));
     }

@@ -182,6 +182,7 @@ pub async fn create_keyspace(
         name: name.to_string(),
         sharded,
         created_at: now_unix(),
+        import_of: None,
     };
     let mut ops = vec![put_op(&keys::keyspace(name), &record, Cond::Absent)?];
     let vschema = KeyspaceVSchema {
@@ -263,6 +264,7 @@ pub fn new_managed_tablet(
         user: "keyshift".to_string(),
         password: random_password(),
         socket: None,
+        tls: None,
     }
 }
 
@@ -421,6 +423,7 @@ pub async fn add_tablet(
             password,
             managed: None,
             socket: None,
+            tls: None,
         },
     };
     let mut ops = vec![put_op(&keys::tablet(&alias), &record, Cond::Absent)?];

@@ -19,7 +19,7 @@ mod supervise;
 pub use binaries::{ClientTools, MariadbBinaries, find_binaries, find_client_tools};
 pub use error::TabletError;
 pub use mysqld::{ExitInfo, Mysqld, MysqldConfig, STARTUP_TIMEOUT, STOP_TIMEOUT, free_port};
-pub use probe::{CONNECT_TIMEOUT, Endpoint, TabletStatus, probe};
+pub use probe::{CONNECT_TIMEOUT, Endpoint, TabletStatus, TlsMode, TlsSpec, probe};
 pub use replication::{
     EnsureOutcome, ReplicaSetup, ReplicationError, ReplicationState, ReplicationStatus,
     ensure_replica, replication_status,

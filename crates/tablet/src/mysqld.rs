@@ -127,6 +127,7 @@ impl MysqldConfig {
             port,
             user: self.admin_user.clone(),
             password: self.admin_password.clone(),
+            tls: None,
         }
     }
 

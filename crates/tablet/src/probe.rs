@@ -18,6 +18,70 @@ pub struct Endpoint {
     pub port: u16,
     pub user: String,
     pub password: String,
+    /// TLS for servers reached over a network keyshift does not control
+    /// (an import's external server); `None` is plain TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// How keyshift's connections to a server use TLS, with the names of the
+/// `mysql` client's `--ssl-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Encrypted, the certificate not checked (protects against sniffing,
+    /// not against a man in the middle).
+    Required,
+    /// Encrypted, the certificate signed by a trusted CA.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyIdentity,
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "required" => Ok(TlsMode::Required),
+            "verify-ca" => Ok(TlsMode::VerifyCa),
+            "verify-identity" => Ok(TlsMode::VerifyIdentity),
+            _ => Err(format!(
+                "unknown ssl mode `{s}`: use disabled, required, verify-ca or verify-identity"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsMode::Required => "required",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyIdentity => "verify-identity",
+        })
+    }
+}
+
+/// TLS settings of an [`Endpoint`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSpec {
+    pub mode: TlsMode,
+    /// PEM text of the CA certificates to trust, kept as text (not a path)
+    /// so that every keyshift process, on any machine, can use it. `None`:
+    /// the usual public roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+impl TlsSpec {
+    fn ssl_opts(&self) -> mysql_async::SslOpts {
+        let mut o = mysql_async::SslOpts::default();
+        if let Some(pem) = &self.ca_pem {
+            o = o.with_root_certs(vec![pem.as_bytes().to_vec().into()]);
+        }
+        o.with_danger_accept_invalid_certs(self.mode == TlsMode::Required)
+            .with_danger_skip_domain_validation(self.mode != TlsMode::VerifyIdentity)
+    }
 }
 
 impl fmt::Debug for Endpoint {
@@ -27,6 +91,7 @@ impl fmt::Debug for Endpoint {
             .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &"<redacted>")
+            .field("tls", &self.tls.as_ref().map(|t| t.mode))
             .finish()
     }
 }
@@ -43,6 +108,7 @@ impl Endpoint {
             .user(Some(self.user.clone()))
             .pass(Some(self.password.clone()))
             .prefer_socket(false)
+            .ssl_opts(self.tls.as_ref().map(TlsSpec::ssl_opts))
             .into()
     }
 
@@ -190,6 +256,7 @@ mod tests {
             port: 1,
             user: "u".into(),
             password: "s3cret".into(),
+            tls: None,
         };
         assert!(!format!("{ep:?}").contains("s3cret"));
         assert_eq!(

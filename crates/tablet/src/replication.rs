@@ -763,6 +763,7 @@ mod tests {
             port: 4000,
             user: "keyshift".into(),
             password: "x".into(),
+            tls: None,
         };
         assert!(status().points_at(&ep));
         assert!(!status().points_at(&Endpoint {

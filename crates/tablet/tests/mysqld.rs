@@ -145,6 +145,7 @@ async fn probe_of_a_dead_endpoint_is_quick_and_unhealthy() {
         port: free_port().expect("free port"),
         user: "x".into(),
         password: "y".into(),
+        tls: None,
     };
     let t = Instant::now();
     let s = probe(&ep, Duration::from_secs(2)).await;

@@ -212,6 +212,10 @@ fn connect(path: &Path, opts: &FileTopoOptions) -> Result<Connection, TopoError>
     // Intent must survive power loss once a write has returned.
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|e| map_open_err(path, "setting synchronous", e))?;
+    // Records hold credentials (tablets, imported servers): overwrite what
+    // is deleted instead of leaving it in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(|e| map_open_err(path, "setting secure_delete", e))?;
     // Switching to WAL needs a brief exclusive lock; when another process is doing the same at
     // the same moment SQLite may report BUSY without invoking the busy handler.
     let mut attempt = 0;

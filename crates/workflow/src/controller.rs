@@ -340,7 +340,9 @@ async fn drive(
                     if stop_after {
                         rec.desired = Desired::Stopped;
                         rec.enter(State::Stopped, Trigger::Controller, "copy completed (stop_after_copy)");
-                    } else if rec.copy_done && rec.state != State::Running {
+                    } else if rec.copy_done
+                        && matches!(rec.state, State::Pending | State::Copying)
+                    {
                         rec.enter(State::Running, Trigger::Controller, "copy completed; replicating");
                     } else if !rec.copy_done && rec.state == State::Pending {
                         rec.enter(State::Copying, Trigger::Controller, "");

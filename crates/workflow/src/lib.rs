@@ -39,6 +39,7 @@
 //! vrepl sidecar), so a crash of either loses nothing.
 
 pub mod controller;
+pub mod import;
 pub mod model;
 pub mod ops;
 pub mod pause;
@@ -46,6 +47,7 @@ pub mod switch;
 pub mod validate;
 
 pub use controller::Controller;
+pub use import::{ImportRequest, create_import, validate_import};
 pub use model::{
     Action, Desired, OnDdl, Options, Pause, State, Trigger, Workflow, WorkflowType, allowed_actions,
 };
@@ -55,7 +57,7 @@ pub use switch::{
     CompleteMode, SwitchOptions, SwitchReport, cancel, complete, reverse_name, reverse_traffic,
     switch_traffic,
 };
-pub use validate::{CreateRequest, Finding, ValidationReport, validate};
+pub use validate::{CreateRequest, Finding, Severity, ValidationReport, validate};
 
 /// Errors callers branch on: the CLI maps them to exit codes, the API to
 /// HTTP statuses (404, 409, 422...).

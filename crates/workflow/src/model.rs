@@ -500,8 +500,14 @@ impl Workflow {
 
     /// Whether the controller should run this workflow's streams now.
     pub fn should_run(&self) -> bool {
+        // After a replicas-only switch, reads are served by the target's
+        // replicas while writes still reach the source: the streams must go
+        // on replicating, or those reads grow stale.
         self.desired == Desired::Running
-            && matches!(self.state, State::Pending | State::Copying | State::Running)
+            && matches!(
+                self.state,
+                State::Pending | State::Copying | State::Running | State::SwitchedReplicas
+            )
             && !self.is_paused()
     }
 

@@ -7,7 +7,7 @@ use crate::model::{
     Action, Desired, PhaseStamp, State, StreamRecord, Trigger, Workflow, WorkflowType,
     allowed_actions, now_ms, stream_id,
 };
-use crate::validate::{CreateRequest, ValidationReport, check};
+use crate::validate::{CreateRequest, ValidationReport, check, check_with};
 use keyshift_cluster::model::{TabletRecord, keys};
 use keyshift_topo::{Cond, Op, Topo, TopoError, TopoExt, UpdateError};
 use keyshift_vschema::{RoutingRule, RoutingRules};
@@ -20,7 +20,22 @@ pub type Result<T, E = WorkflowError> = std::result::Result<T, E>;
 /// the workflow record in one topo transaction. Nothing is created when
 /// validation fails.
 pub async fn create(topo: &dyn Topo, req: &CreateRequest) -> Result<Workflow> {
-    let (report, plan) = check(topo, req).await?;
+    create_with(topo, req, WorkflowType::MoveTables, None, None, Vec::new()).await
+}
+
+/// [`create`] for any table-movement kind. `source_override` gives the
+/// source shards instead of reading them from the topo, and `extra_ops` are
+/// written in the same topo transaction as the record (an import registers
+/// its external source there, so that a failed create leaves nothing).
+pub(crate) async fn create_with(
+    topo: &dyn Topo,
+    req: &CreateRequest,
+    kind: WorkflowType,
+    source_override: Option<Vec<(keyshift_cluster::model::ShardRecord, TabletRecord)>>,
+    target_vschema_override: Option<&keyshift_vschema::KeyspaceVSchema>,
+    extra_ops: Vec<Op>,
+) -> Result<Workflow> {
+    let (report, plan) = check_with(topo, req, source_override, target_vschema_override).await?;
     let Some(mut plan) = plan else {
         return Err(WorkflowError::Invalid(report));
     };
@@ -83,7 +98,7 @@ pub async fn create(topo: &dyn Topo, req: &CreateRequest) -> Result<Workflow> {
     }
     let mut w = Workflow {
         name: req.name.clone(),
-        kind: WorkflowType::MoveTables,
+        kind,
         source_keyspace: req.source_keyspace.clone(),
         target_keyspace: req.target_keyspace.clone(),
         tables: plan.tables.clone(),
@@ -111,7 +126,12 @@ pub async fn create(topo: &dyn Topo, req: &CreateRequest) -> Result<Workflow> {
     w.event(
         req.by,
         format!(
-            "created: move {} from {} to {} ({} stream(s))",
+            "created: {} {} from {} to {} ({} stream(s))",
+            if kind == WorkflowType::Import {
+                "import"
+            } else {
+                "move"
+            },
             w.table_names().join(", "),
             w.source_keyspace,
             w.target_keyspace,
@@ -133,7 +153,7 @@ pub async fn create(topo: &dyn Topo, req: &CreateRequest) -> Result<Workflow> {
             &w.target_keyspace,
             &w.table_names(),
         );
-        let ops = vec![
+        let mut ops = vec![
             Op::Put {
                 key: keys::ROUTING_RULES.to_string(),
                 value: json(keys::ROUTING_RULES, &rules)?,
@@ -145,10 +165,18 @@ pub async fn create(topo: &dyn Topo, req: &CreateRequest) -> Result<Workflow> {
                 cond: Cond::Absent,
             },
         ];
+        ops.extend(extra_ops.iter().cloned());
         match topo.txn(ops).await {
             Ok(_) => return Ok(w),
             Err(TopoError::CondFailed { key, .. }) if key == keys::ROUTING_RULES => continue,
-            Err(TopoError::CondFailed { .. }) => return Err(WorkflowError::Exists(w.name)),
+            Err(TopoError::CondFailed { key, .. }) if key == keys::workflow(&w.name) => {
+                return Err(WorkflowError::Exists(w.name));
+            }
+            Err(TopoError::CondFailed { key, .. }) => {
+                return Err(WorkflowError::Server(format!(
+                    "`{key}` was created by someone else meanwhile; nothing was created"
+                )));
+            }
             Err(e) => return Err(e.into()),
         }
     }

@@ -46,8 +46,8 @@
 
 use crate::WorkflowError;
 use crate::model::{
-    Action, Desired, PhaseStamp, State, StreamRecord, Trigger, Workflow, allowed_actions, now_ms,
-    stream_id,
+    Action, Desired, PhaseStamp, State, StreamRecord, Trigger, Workflow, WorkflowType,
+    allowed_actions, now_ms, stream_id,
 };
 use crate::ops::{Result, connect, ident, show};
 use crate::pause::{catch_up, pause, unpause, wait_streams_ended};
@@ -810,7 +810,13 @@ where
                     dir.from_ks
                 )));
             }
-            None if Instant::now() < lag_deadline && current.should_run() => {
+            // Streams run in switched_replicas too (should_run covers only
+            // the states before any switch).
+            None if Instant::now() < lag_deadline
+                && current.desired == Desired::Running
+                && current.state.is_active()
+                && !current.is_paused() =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             None => {
@@ -1174,6 +1180,13 @@ pub async fn complete(
 ) -> Result<Workflow> {
     let w = show(topo, name).await?;
     check_allowed(&w, Action::Complete)?;
+    // An import never changes tables on the external server: it is the
+    // team's own database, and their way back.
+    let mode = if w.kind == WorkflowType::Import {
+        CompleteMode::KeepData
+    } else {
+        mode
+    };
     let rname = reverse_name(name);
     // The reverse streams first: they write into the source tables.
     match show(topo, &rname).await {
@@ -1238,6 +1251,9 @@ pub async fn complete(
         .await?;
     }
     let what = match mode {
+        _ if w.kind == WorkflowType::Import => {
+            "reverse replication stopped; the external server's tables are untouched and its stored credentials deleted"
+        }
         CompleteMode::Drop => "source tables dropped",
         CompleteMode::KeepData => "source tables kept",
         CompleteMode::RenameTables => "source tables renamed to _<table>_old",
@@ -1276,10 +1292,15 @@ pub async fn cancel(topo: &dyn Topo, name: &str, keep_data: bool, by: Trigger) -
         )
         .await?;
     }
-    let what = if keep_data {
-        "cancelled; target tables kept"
-    } else {
-        "cancelled; target tables dropped"
+    let what = match (keep_data, w.kind == WorkflowType::Import) {
+        (true, false) => "cancelled; target tables kept",
+        (false, false) => "cancelled; target tables dropped",
+        (true, true) => {
+            "cancelled; target tables kept, the external server's stored credentials deleted"
+        }
+        (false, true) => {
+            "cancelled; target tables dropped, the external server's stored credentials deleted"
+        }
     };
     finish(topo, &w, State::Cancelled, by, what, false).await
 }
@@ -1299,6 +1320,10 @@ async fn finish(
 ) -> Result<Workflow> {
     let rname = reverse_name(&w.name);
     let drop_key = keys::vschema(&w.source_keyspace);
+    // An import's external server goes with its workflow: keyspace, shard,
+    // VSchema and the tablet that holds the credentials.
+    let registration = crate::import::registration_deletes(topo, w).await?;
+    let drop_from_source_vschema = drop_from_source_vschema && registration.is_empty();
     // The source VSchema is written conditionally on the revision read
     // here; when it changed meanwhile, read it again.
     for _ in 0..20 {
@@ -1322,6 +1347,7 @@ async fn finish(
                 key: keys::workflow(&rname),
                 cond: Cond::Any,
             }];
+            ops.extend(registration.iter().cloned());
             if let Some((vs, vrev)) = &vschema {
                 let mut vs = vs.clone();
                 let before = vs.tables.len();

@@ -53,6 +53,26 @@ pub struct Finding {
     pub check: String,
     pub problem: String,
     pub fix: String,
+    /// Errors block creation; warnings are reported and do not.
+    #[serde(default, skip_serializing_if = "Severity::is_error")]
+    pub severity: Severity,
+}
+
+/// Whether a finding blocks `create`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    #[default]
+    Error,
+    /// Worth knowing before going on (short binlog retention, views that
+    /// are not imported), not a reason to refuse.
+    Warning,
+}
+
+impl Severity {
+    pub fn is_error(&self) -> bool {
+        *self == Severity::Error
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,11 +84,29 @@ pub struct ValidationReport {
 }
 
 impl ValidationReport {
+    /// No finding blocks creation (warnings may remain).
     pub fn ok(&self) -> bool {
-        self.findings.is_empty()
+        !self.findings.iter().any(|f| f.severity.is_error())
     }
 
-    fn add(
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity.is_error())
+    }
+
+    pub(crate) fn warn(
+        &mut self,
+        table: Option<&str>,
+        check: &str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.add(table, check, problem, fix);
+        if let Some(f) = self.findings.last_mut() {
+            f.severity = Severity::Warning;
+        }
+    }
+
+    pub(crate) fn add(
         &mut self,
         table: Option<&str>,
         check: &str,
@@ -80,6 +118,7 @@ impl ValidationReport {
             check: check.to_string(),
             problem: problem.into(),
             fix: fix.into(),
+            severity: Severity::Error,
         });
     }
 }
@@ -199,7 +238,7 @@ async fn grants(
 }
 
 /// `GRANT SELECT, INSERT ON `db`.* TO ...` → (["SELECT","INSERT"], "db.*").
-fn parse_grant(line: &str) -> Option<(Vec<String>, String)> {
+pub(crate) fn parse_grant(line: &str) -> Option<(Vec<String>, String)> {
     let rest = line.strip_prefix("GRANT ")?;
     let on = rest.find(" ON ")?;
     let privs = rest[..on]
@@ -268,6 +307,18 @@ pub(crate) async fn check(
     topo: &dyn Topo,
     req: &CreateRequest,
 ) -> Result<(ValidationReport, Option<Plan>), ClusterError> {
+    check_with(topo, req, None, None).await
+}
+
+/// [`check`], with the source shards given instead of read from the topo:
+/// an import validates an external server before registering it, so that
+/// nothing is written when validation fails.
+pub(crate) async fn check_with(
+    topo: &dyn Topo,
+    req: &CreateRequest,
+    source_override: Option<Vec<(ShardRecord, TabletRecord)>>,
+    target_vschema_override: Option<&KeyspaceVSchema>,
+) -> Result<(ValidationReport, Option<Plan>), ClusterError> {
     let mut r = ValidationReport::default();
     if !keyshift_vschema::valid_identifier(&req.name) {
         r.add(
@@ -303,10 +354,17 @@ pub(crate) async fn check(
     }
     let mut source = Vec::new();
     let mut target = Vec::new();
+    let has_override = source_override.is_some();
+    if let Some(shards) = source_override {
+        source = shards;
+    }
     for (ks, side, out) in [
         (&req.source_keyspace, "source", &mut source),
         (&req.target_keyspace, "target", &mut target),
     ] {
+        if side == "source" && has_override {
+            continue;
+        }
         match ops::shard_primaries(topo, ks).await {
             Ok(shards) if shards.is_empty() => r.add(
                 None,
@@ -505,7 +563,10 @@ pub(crate) async fn check(
         Ok(k) => k.sharded || target.len() > 1,
         Err(_) => target.len() > 1,
     };
-    let target_vschema = ops::get_vschema(topo, &req.target_keyspace).await.ok();
+    let target_vschema = match target_vschema_override {
+        Some(v) => Some(v.clone()),
+        None => ops::get_vschema(topo, &req.target_keyspace).await.ok(),
+    };
     if target_sharded {
         for name in &names {
             check_vindex(
@@ -732,7 +793,7 @@ async fn check_binlog(conn: &mut mysql_async::Conn, shard: &str, r: &mut Validat
             None,
             "binlog",
             format!("the binary log is off on source shard {shard}"),
-            "start the server with --log-bin (and --binlog-format=ROW --binlog-row-image=FULL)",
+            "add log_bin=binlog (with binlog_format=ROW and binlog_row_image=FULL) under [mysqld] in the server's configuration and restart it",
         );
     }
     if !format
@@ -786,7 +847,19 @@ async fn check_binlog(conn: &mut mysql_async::Conn, shard: &str, r: &mut Validat
                 None,
                 "binlog",
                 format!("gtid_mode is not ON on source shard {shard}"),
-                "enable GTIDs: gtid_mode=ON and enforce_gtid_consistency=ON",
+                "set gtid_mode=ON and enforce_gtid_consistency=ON under [mysqld] in the server's configuration (online: SET GLOBAL enforce_gtid_consistency=ON, then gtid_mode=OFF_PERMISSIVE, ON_PERMISSIVE, ON)",
+            );
+        }
+        let enforce: Option<Option<String>> = conn
+            .query_first("SELECT CAST(@@enforce_gtid_consistency AS CHAR)")
+            .await
+            .unwrap_or(None);
+        if !on(&enforce.flatten()) {
+            r.add(
+                None,
+                "binlog",
+                format!("enforce_gtid_consistency is not ON on source shard {shard}"),
+                "SET GLOBAL enforce_gtid_consistency = ON and set enforce_gtid_consistency=ON under [mysqld] in the server's configuration",
             );
         }
     }

@@ -348,6 +348,7 @@ mod tests {
             password: "p".into(),
             managed: None,
             socket: None,
+            tls: None,
         }
     }
 
