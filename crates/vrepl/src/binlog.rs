@@ -332,6 +332,51 @@ pub(crate) fn statement_kind(sql: &str) -> StatementKind {
     }
 }
 
+/// Whether a statement-based change (`INSERT`, `UPDATE`, ...) may write to
+/// database `watched`: its first table names that database (or none, and
+/// the default database is it), or it names `watched` qualified anywhere
+/// (multi-table statements). A checksum tool's `REPLACE INTO
+/// percona.checksums` run with the application's database as default does
+/// not, and must not stop the streams.
+pub(crate) fn statement_touches_db(sql: &str, default_db: &str, watched: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    let w = watched.to_ascii_lowercase();
+    if lower.contains(&format!("`{w}`.")) || lower.contains(&format!(" {w}.")) {
+        return true;
+    }
+    let mut s = lower.trim_start();
+    while s.starts_with("/*") && !s.starts_with("/*!") {
+        match s.find("*/") {
+            Some(end) => s = s[end + 2..].trim_start(),
+            None => break,
+        }
+    }
+    let words: Vec<&str> = s
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .filter(|w| !w.is_empty())
+        .collect();
+    const MODIFIERS: &[&str] = &[
+        "low_priority",
+        "delayed",
+        "high_priority",
+        "ignore",
+        "quick",
+        "into",
+        "from",
+    ];
+    let table = match words.first().copied() {
+        Some("insert" | "replace" | "update" | "delete") => {
+            words[1..].iter().find(|w| !MODIFIERS.contains(w)).copied()
+        }
+        _ => None,
+    };
+    let target_db = table
+        .and_then(|t| t.split_once('.'))
+        .map(|(db, _)| db.trim_matches('`').to_string())
+        .unwrap_or_else(|| default_db.to_ascii_lowercase());
+    target_db == w
+}
+
 /// The parts of a query event body we use: default database and statement.
 fn parse_query_event(body: &[u8]) -> Result<(String, String)> {
     let mut c = Cursor::new(body, "query event");
@@ -500,7 +545,7 @@ impl Decoder {
                 Ok(None)
             }
             StatementKind::Other => {
-                if db == self.filter.db {
+                if statement_touches_db(&sql, &db, &self.filter.db) {
                     return Err(VreplError::Unsupported(format!(
                         "statement-based binlog event in `{db}` ({}): the source needs binlog_format=ROW",
                         sql.chars().take(80).collect::<String>()
@@ -654,6 +699,28 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statement_based_changes_are_attributed_to_their_database() {
+        let touches = |sql: &str, default_db: &str| statement_touches_db(sql, default_db, "app");
+        // pt-table-checksum's bookkeeping, run with the application's db as default.
+        assert!(!touches(
+            "REPLACE INTO `percona`.`checksums` (db, tbl) SELECT 'app', 'orders'",
+            "app"
+        ));
+        assert!(!touches("INSERT INTO other.t VALUES (1)", "app"));
+        assert!(touches("INSERT INTO t VALUES (1)", "app"));
+        assert!(touches("UPDATE LOW_PRIORITY `app`.`t` SET a = 1", "other"));
+        assert!(touches("delete from app.t where id = 1", ""));
+        assert!(!touches("delete from t where id = 1", "other"));
+        // A multi-table statement naming the watched database anywhere.
+        assert!(touches(
+            "UPDATE other.a JOIN `app`.`b` ON a.id = b.id SET a.x = b.x",
+            "other"
+        ));
+        // Unknown forms fall back to the default database.
+        assert!(touches("LOAD DATA INFILE 'x' INTO TABLE t", "app"));
+    }
 
     #[test]
     fn classify_statements() {
