@@ -902,6 +902,15 @@ async fn an_import_over_tls_verifies_the_server_and_refuses_plain_text() {
     conn.disconnect().await.ok();
     wait_caught_up(&c, "import_shop");
     c.ok(&["workflow", "verify-data", "import_shop", "--wait"]);
+    // The gate does not speak TLS to backends: before the switch it refuses
+    // to reach the external server rather than do so in plain text.
+    let mut g = mysql_async::Conn::new(gate_opts(&c)).await.expect("gate");
+    let err = g
+        .query_drop("SELECT COUNT(*) FROM customer")
+        .await
+        .expect_err("the gate must not reach a TLS server in plain text");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    g.disconnect().await.ok();
     let rows = keyshift_rows(&c, "customer").await;
     assert_eq!(rows.len(), 4, "{rows:?}");
     assert_eq!(rows["4"][1], "d@x");

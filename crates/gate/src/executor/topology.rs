@@ -32,6 +32,9 @@ pub struct TabletPool {
 struct ShardTablets {
     primary: Option<TabletPool>,
     replicas: Vec<TabletPool>,
+    /// Why the shard's primary is not served, when the gate refuses to
+    /// reach it (a TLS-only external server).
+    unserved: Option<String>,
 }
 
 /// Everything routing needs, immutable once built.
@@ -85,9 +88,10 @@ impl Topology {
             return Ok(&st.replicas[i]);
         }
         st.and_then(|s| s.primary.as_ref()).ok_or_else(|| {
-            GateError::internal(format!(
-                "keyspace {keyspace} shard {shard} has no serving primary"
-            ))
+            GateError::internal(match st.and_then(|s| s.unserved.as_deref()) {
+                Some(why) => format!("keyspace {keyspace} shard {shard}: {why}"),
+                None => format!("keyspace {keyspace} shard {shard} has no serving primary"),
+            })
         })
     }
 }
@@ -212,6 +216,15 @@ impl TopologyBuilder {
                 continue;
             };
             let alias = t.alias.to_string();
+            if t.tls.is_some() {
+                // keyshift's own connections to this server use TLS; the
+                // gate's backend connections cannot yet, and must not fall
+                // back to plain text behind the user's back.
+                entry.unserved = Some(format!(
+                    "its server (tablet {alias}) is reached only over TLS, which the gate's backend connections do not speak yet; switch traffic to serve these tables from keyshift's shards"
+                ));
+                continue;
+            }
             let is_primary = input.shards.iter().any(|s| {
                 s.keyspace == t.keyspace && s.shard == t.shard && s.primary.as_ref() == Some(&alias)
             });
