@@ -777,6 +777,10 @@ async function buildImportForm(form) {
   const allIn = h('input', { type: 'checkbox', id: 'imp-all-tables', checked: true });
   const tablesIn = h('input', { type: 'text', id: 'imp-tables', name: 'tables', placeholder: 'orders, customers', autocomplete: 'off', disabled: true });
   const excludeIn = h('input', { type: 'text', id: 'imp-exclude', name: 'exclude_tables', placeholder: 'none', autocomplete: 'off' });
+  const sslSel = h('select', { id: 'imp-ssl-mode', name: 'ssl_mode' },
+    ['disabled', 'required', 'verify-ca', 'verify-identity'].map((m) => h('option', { value: m }, m)));
+  const caIn = h('textarea', { id: 'imp-ssl-ca', name: 'ssl_ca', rows: 3, spellcheck: 'false', placeholder: '-----BEGIN CERTIFICATE----- … (the CA that signed the server\'s certificate)' });
+  const vschemaIn = h('textarea', { id: 'imp-target-vschema', name: 'target_vschema', rows: 6, spellcheck: 'false', placeholder: '{"sharded": true, "vindexes": {"hash": {"type": "hash"}}, "tables": {"orders": {"column_vindexes": [{"column": "customer_id", "name": "hash"}]}}}' });
   const result = h('div', { id: 'validation' });
   const errors = {};
   const fieldError = (name) => (errors[name] = h('div', { class: 'field-error', 'data-field': name }));
@@ -793,6 +797,13 @@ async function buildImportForm(form) {
     };
     if (pwIn.value) r.password = pwIn.value;
     if (srcIn.value.trim()) r.source_keyspace = srcIn.value.trim();
+    if (sslSel.value !== 'disabled') r.ssl_mode = sslSel.value;
+    if (caIn.value.trim()) r.ssl_ca = caIn.value.trim();
+    if (vschemaIn.value.trim()) {
+      // Sent as JSON; text that does not parse is sent as text, and the
+      // API names the field.
+      try { r.target_vschema = JSON.parse(vschemaIn.value); } catch (_) { r.target_vschema = vschemaIn.value; }
+    }
     if (allIn.checked) {
       r.all_tables = true;
       if (list(excludeIn.value).length) r.exclude_tables = list(excludeIn.value);
@@ -878,7 +889,7 @@ async function buildImportForm(form) {
     (allIn.checked ? excludeIn : tablesIn).focus();
   });
   fromIn.addEventListener('input', suggestKeyspace);
-  for (const el of [nameIn, fromIn, pwIn, srcIn, targetSel, allIn, tablesIn, excludeIn]) {
+  for (const el of [nameIn, fromIn, pwIn, srcIn, targetSel, allIn, tablesIn, excludeIn, sslSel, caIn, vschemaIn]) {
     el.addEventListener('input', invalidate);
     el.addEventListener('change', invalidate);
   }
@@ -893,6 +904,9 @@ async function buildImportForm(form) {
             fieldError('from')),
           h('label', { class: 'field' }, 'Password', pwIn, h('span', { class: 'hint' }, 'Sent once over this connection; stored for the import only, never logged.'), fieldError('password'))),
         h('div', { class: 'form-grid' },
+          h('label', { class: 'field' }, 'TLS', sslSel, h('span', { class: 'hint' }, 'As the mysql client\'s --ssl-mode. verify-identity checks that the certificate names the host.'), fieldError('ssl_mode')),
+          h('label', { class: 'field', style: { gridColumn: 'span 2' } }, 'CA certificate (PEM, optional)', caIn, fieldError('ssl_ca'))),
+        h('div', { class: 'form-grid' },
           h('label', { class: 'field' }, 'Workflow name', nameIn, h('span', { class: 'hint' }, 'Letters, digits and underscores.'), fieldError('name')),
           h('label', { class: 'field' }, 'Source keyspace name (optional)', srcIn, h('span', { class: 'hint' }, 'The name the external server has inside keyshift.'), fieldError('source_keyspace')),
           h('label', { class: 'field' }, 'Target keyspace', targetSel, fieldError('target_keyspace'))),
@@ -901,7 +915,10 @@ async function buildImportForm(form) {
             h('label', { class: 'check' }, allIn, 'All tables of the database'),
             h('label', { class: 'field' }, 'Except (comma-separated)', excludeIn),
             h('label', { class: 'field' }, 'Or only these (comma-separated)', tablesIn)),
-          fieldError('tables'), fieldError('exclude_tables')))),
+          fieldError('tables'), fieldError('exclude_tables')),
+        h('label', { class: 'field' }, 'Target VSchema (JSON, needed for a sharded target)', vschemaIn,
+          h('span', { class: 'hint' }, 'The target keyspace\'s whole VSchema, with a primary vindex for each imported table; checked against the external server\'s tables and stored with the import.'),
+          fieldError('target_vschema')))),
     h('section', { class: 'card' },
       h('div', { class: 'card-head' }, h('h2', {}, '2. Validate and create')),
       h('div', { class: 'card-body stack' },
