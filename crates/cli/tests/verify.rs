@@ -1,7 +1,8 @@
 //! `keyshift workflow verify-data` (VDiff) end to end on real managed
 //! mariadbd, with a real writer changing the source while it runs: no false
-//! positives, every injected difference reported exactly, and a kill -9
-//! mid-compare that resumes to the same report as an uninterrupted run.
+//! positives, every injected difference reported exactly, and an operator's
+//! stop/resume plus a kill -9 mid-compare that end in the same report as an
+//! uninterrupted run.
 
 mod common;
 
@@ -486,7 +487,7 @@ fn outcome(j: &J) -> Vec<TableOutcome> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_a_vdiff_resumes_to_the_same_report() {
+async fn stop_resume_and_kill_9_during_a_vdiff_end_in_the_same_report() {
     let c = Cluster::example();
     c.ok(&["up", "--detach"]);
     c.ok(&["demo"]);
@@ -506,9 +507,44 @@ async fn kill_9_during_a_vdiff_resumes_to_the_same_report() {
         "--max-rows-per-second",
         "2500",
     ]);
-    // Wait until the comparison is persisted mid-way through the first
-    // table, then kill keyshift.
     let topo = c.topo().await;
+    let show = || async {
+        keyshift_vdiff::show(topo.as_ref(), "move1")
+            .await
+            .expect("show")
+            .expect("record")
+    };
+    // First the operator's stop, mid-way through the first table: the
+    // streams are released, progress is kept and does not move.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while show()
+        .await
+        .tables
+        .first()
+        .is_none_or(|t| t.rows_compared < 400)
+    {
+        assert!(Instant::now() < deadline, "the VDiff never got going");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    c.ok(&["workflow", "verify-data", "stop", "move1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        let rec = show().await;
+        if rec.state == keyshift_vdiff::VdiffState::Stopped {
+            break rec;
+        }
+        assert!(Instant::now() < deadline, "stop did not stop: {rec:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_unpaused(&c);
+    let at_stop = stopped.tables[0].rows_compared;
+    assert!(
+        stopped.tables[0].state != keyshift_vdiff::TableState::Done && at_stop >= 400,
+        "{stopped:?}"
+    );
+    c.ok(&["workflow", "verify-data", "resume", "move1"]);
+
+    // Then, once the resumed comparison has moved on, kill keyshift.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let rec = keyshift_vdiff::show(topo.as_ref(), "move1")
@@ -516,7 +552,7 @@ async fn kill_9_during_a_vdiff_resumes_to_the_same_report() {
             .expect("show")
             .expect("record");
         let first = &rec.tables[0];
-        if first.rows_compared >= 1000 {
+        if first.rows_compared >= at_stop + 600 {
             assert!(
                 first.state != keyshift_vdiff::TableState::Done,
                 "the table finished before the kill; make it slower"
@@ -560,9 +596,10 @@ async fn kill_9_during_a_vdiff_resumes_to_the_same_report() {
     assert_eq!(out.status.code(), Some(6), "{out:?}");
     let resumed: J = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(resumed["state"], "completed", "{resumed}");
+    // Three rounds of snapshots: the first, after resume, after the restart.
     assert_eq!(
         resumed["rounds"].as_array().map(|r| r.len()),
-        Some(2),
+        Some(3),
         "resumed on new snapshots: {resumed}"
     );
     assert!(n(&resumed["tables"][0], "rows_compared") > compared_at_kill);
