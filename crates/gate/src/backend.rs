@@ -6,7 +6,6 @@
 //! router's merges. Every wait on the backend is bounded by a read timeout,
 //! so a dead or stopped backend becomes an error, never a hung client.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::GateError;
+use crate::fxhash::FxHashMap;
 use crate::packet::{MAX_FRAME, PacketError, PacketReader, PacketWriter};
 use crate::params::Param;
 use crate::proto::{
@@ -155,9 +155,16 @@ pub struct BackendConn {
     /// state tracking; the connection must be reset before someone else uses it.
     dirty: bool,
     broken: bool,
-    stmts: HashMap<String, Arc<BackendStmt>>,
+    stmts: FxHashMap<String, Arc<BackendStmt>>,
     stmt_order: Vec<String>,
     last_used: Instant,
+    /// The thread that opened the connection: with the gate's event loops
+    /// (single-threaded runtimes), the one whose loop polls its socket.
+    home: std::thread::ThreadId,
+    /// A `BEGIN` sits in the output buffer, unsent: it goes out with the
+    /// next command, in the same write, and its OK is read right after
+    /// (see [`BackendConn::queue_begin`]).
+    pending_begin: bool,
 }
 
 fn client_caps() -> CapabilityFlags {
@@ -225,9 +232,11 @@ impl BackendConn {
             schema: None,
             dirty: false,
             broken: false,
-            stmts: HashMap::new(),
+            stmts: FxHashMap::default(),
             stmt_order: Vec::new(),
             last_used: Instant::now(),
+            home: std::thread::current().id(),
+            pending_begin: false,
         };
         conn.handshake(cfg).await?;
         conn.r.set_timeout(Some(cfg.read_timeout));
@@ -356,8 +365,10 @@ impl BackendConn {
     pub fn status(&self) -> u16 {
         self.status
     }
+    /// Whether a transaction is open, or begun by a queued `BEGIN` that the
+    /// next command will carry.
     pub fn in_transaction(&self) -> bool {
-        self.status & IN_TRANS != 0
+        self.pending_begin || self.status & IN_TRANS != 0
     }
     pub fn autocommit(&self) -> bool {
         self.status & AUTOCOMMIT != 0
@@ -414,7 +425,39 @@ impl BackendConn {
         if let Err(e) = self.w.flush().await {
             return Err(self.fail(e));
         }
-        Ok(())
+        self.finish_pending_begin().await
+    }
+
+    /// Queues `sql` (a plain `BEGIN`, which can only fail when the
+    /// connection does) to go out with the next command in one write,
+    /// saving the round trip a separate `BEGIN` costs. Until then the
+    /// connection counts as in a transaction, so whoever holds it commits,
+    /// rolls back or resets it as for a begun one.
+    pub fn queue_begin(&mut self, sql: &str) {
+        if self.pending_begin {
+            return;
+        }
+        let start = self.start_command(0x03);
+        self.w.buf_mut().extend_from_slice(sql.as_bytes());
+        self.w.end_packet(start);
+        self.pending_begin = true;
+    }
+
+    /// Reads the answer to a queued `BEGIN` once the command sent after it
+    /// is on its way. Should the `BEGIN` fail anyway, that command's answer
+    /// is still unread: the connection cannot be reused.
+    async fn finish_pending_begin(&mut self) -> Result<(), BackendError> {
+        if !self.pending_begin {
+            return Ok(());
+        }
+        self.pending_begin = false;
+        match self.read_ok().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
     }
 
     /// Reads one packet, marking the connection broken on failure.
@@ -544,7 +587,7 @@ impl BackendConn {
         if let Err(e) = self.w.flush().await {
             return Err(self.fail(e));
         }
-        Ok(())
+        self.finish_pending_begin().await
     }
 
     /// The response state machine shared by COM_QUERY and COM_STMT_EXECUTE.
@@ -627,7 +670,20 @@ impl BackendConn {
                         self.broken = true;
                         return Err(client(e));
                     }
-                    for _ in 0..ncols {
+                    let mut left = ncols;
+                    while left > 0 {
+                        // column definitions already buffered move in one copy
+                        let (run, n) = self.r.buffered_run(left, |_| true);
+                        if n > 0 {
+                            let len = run.len();
+                            if let Err(e) = out.raw_frames(run).await {
+                                self.broken = true;
+                                return Err(client(e));
+                            }
+                            self.r.consume(len);
+                            left -= n;
+                            continue;
+                        }
                         let p = match self.r.read().await {
                             Ok((_, p)) => p,
                             Err(e) => {
@@ -639,12 +695,27 @@ impl BackendConn {
                             self.broken = true;
                             return Err(client(e));
                         }
+                        left -= 1;
                     }
                     if let Err(e) = out.end_of_columns(self.status).await {
                         self.broken = true;
                         return Err(client(e));
                     }
                     loop {
+                        // so do rows: everything up to the end marker (OK
+                        // or ERR, which start with 0xFE / 0xFF; a row
+                        // never does unless it spans several frames)
+                        let (run, n) = self
+                            .r
+                            .buffered_run(usize::MAX, |p| !matches!(p.first(), Some(0xFE | 0xFF)));
+                        if n > 0 {
+                            let len = run.len();
+                            if let Err(e) = out.raw_frames(run).await {
+                                self.broken = true;
+                                return Err(client(e));
+                            }
+                            self.r.consume(len);
+                        }
                         let p = match self.r.read().await {
                             Ok((_, p)) => p,
                             Err(e) => {
@@ -967,7 +1038,10 @@ impl Default for PoolConfig {
 struct PoolInner {
     backend: BackendConfig,
     cfg: PoolConfig,
-    idle: Mutex<Vec<BackendConn>>,
+    /// Boxed as [`PooledConn`] holds them, so that checking out and in
+    /// moves a pointer.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<BackendConn>>>,
     permits: Arc<Semaphore>,
 }
 
@@ -1016,8 +1090,15 @@ impl Pool {
             Ok(Ok(p)) => p,
             _ => return Err(BackendError::PoolTimeout(inner.cfg.acquire_timeout)),
         };
+        let here = std::thread::current().id();
         loop {
-            let idle = inner.idle.lock().ok().and_then(|mut v| v.pop());
+            let max = inner.cfg.max_size.max(1);
+            let busy = max - inner.permits.available_permits();
+            let idle = inner.idle.lock().ok().and_then(|mut v| {
+                // room for a new connection within max_size?
+                let may_connect = v.len() + busy <= max;
+                take_idle(&mut v, here, may_connect)
+            });
             let Some(mut conn) = idle else { break };
             if conn.last_used.elapsed() >= inner.cfg.ping_after_idle && conn.ping().await.is_err() {
                 continue;
@@ -1028,7 +1109,7 @@ impl Pool {
                 _permit: permit,
             });
         }
-        let conn = BackendConn::connect(&inner.backend).await?;
+        let conn = Box::new(BackendConn::connect(&inner.backend).await?);
         Ok(PooledConn {
             conn: Some(conn),
             pool: inner.clone(),
@@ -1037,11 +1118,30 @@ impl Pool {
     }
 }
 
+/// An idle connection for a session on thread `here`: one made on this
+/// thread if any (its socket is polled by this thread's event loop, see
+/// [`crate::service::GateOptions::io_threads`]; another thread's would
+/// cost a cross-thread wake-up per response), else, when no new one may be
+/// opened, any.
+#[allow(clippy::vec_box)] // the pool's list, see PoolInner::idle
+fn take_idle(
+    idle: &mut Vec<Box<BackendConn>>,
+    here: std::thread::ThreadId,
+    may_connect: bool,
+) -> Option<Box<BackendConn>> {
+    if let Some(i) = idle.iter().rposition(|c| c.home == here) {
+        return Some(idle.remove(i));
+    }
+    if may_connect { None } else { idle.pop() }
+}
+
 /// A checked-out connection. Dropping it returns it to the pool when it is
 /// clean and discards it otherwise; [`PooledConn::release`] also resets dirty
 /// connections so that they can be reused.
 pub struct PooledConn {
-    conn: Option<BackendConn>,
+    /// Boxed: sessions move their connections around on every statement,
+    /// and a connection with its buffers is several hundred bytes.
+    conn: Option<Box<BackendConn>>,
     pool: Arc<PoolInner>,
     _permit: OwnedSemaphorePermit,
 }
@@ -1062,7 +1162,9 @@ impl PooledConn {
         }
     }
 
-    fn put_back(&self, c: BackendConn) {
+    fn put_back(&self, mut c: Box<BackendConn>) {
+        // the next user may run on another runtime than this one
+        c.r.disarm();
         if c.is_reusable()
             && let Ok(mut idle) = self.pool.idle.lock()
         {

@@ -10,14 +10,18 @@
 //! * [`service`]: the gate the node starts — listener, executor, topo watch.
 //! * [`topo_auth`]: gate users from the topo.
 //!
-//! Speed comes from three rules: one flush per response, raw forwarding of
-//! backend packets when nothing needs merging, and prepared statements that
-//! stay prepared statements on the backend.
+//! Speed comes from a few rules: one flush per response, raw forwarding of
+//! backend packets when nothing needs merging (buffered runs of rows in one
+//! copy), prepared statements that stay prepared statements on the backend,
+//! and client connections served by the gate's own single-threaded event
+//! loops ([`GateOptions::io_threads`]), so that a session wakes where its
+//! sockets are polled.
 
 pub mod auth;
 pub mod backend;
 pub mod error;
 pub mod executor;
+mod fxhash;
 pub mod holds;
 pub mod packet;
 pub mod params;

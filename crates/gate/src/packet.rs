@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Largest payload of one frame; a frame of exactly this size means "more follows".
 pub const MAX_FRAME: usize = 0xFF_FFFF;
@@ -45,6 +49,18 @@ pub struct PacketReader<R> {
     large: Vec<u8>,
     max_packet: usize,
     timeout: Option<Duration>,
+    /// The timer bounding waits for data, armed on the first wait and kept:
+    /// re-arming a timer for every wait (a timer-wheel insert and removal
+    /// each) costs more than most reads. Its deadline is pushed out only
+    /// when it falls short of "now + timeout", to now + timeout + slack, so
+    /// a wait fails after between `timeout` and `timeout + slack`.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// How far past the timeout a kept timer is set, so that it is re-armed
+/// at most once per this much time (an eighth of the timeout).
+fn timer_slack(timeout: Duration) -> Duration {
+    timeout / 8
 }
 
 impl<R: AsyncRead + Unpin> PacketReader<R> {
@@ -57,6 +73,7 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             large: Vec::new(),
             max_packet,
             timeout: None,
+            timer: None,
         }
     }
 
@@ -64,6 +81,15 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
     /// into an error instead of a hung caller.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) {
         self.timeout = timeout;
+        // a timer armed for another timeout may run late for this one
+        self.timer = None;
+    }
+
+    /// Drops the kept timer. Timers belong to the runtime that made them:
+    /// call this before the reader may be used from another runtime (a
+    /// pooled connection going back to its pool).
+    pub fn disarm(&mut self) {
+        self.timer = None;
     }
 
     pub fn max_packet(&self) -> usize {
@@ -76,10 +102,45 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
         self.pos < self.end
     }
 
+    /// The longest run (at most `max` packets) of complete single-frame
+    /// packets at the front of the buffer whose payloads `keep` accepts, as
+    /// the frames' bytes (headers included), and how many packets it holds.
+    /// Nothing is consumed: call [`Self::consume`] with the run's length.
+    /// Lets a forwarder move a burst of rows with one copy instead of one
+    /// `read` per packet.
+    pub fn buffered_run(&self, max: usize, keep: impl Fn(&[u8]) -> bool) -> (&[u8], usize) {
+        let mut i = self.pos;
+        let mut n = 0;
+        while n < max && i + 4 <= self.end {
+            let h = &self.buf[i..i + 4];
+            let len = u32::from_le_bytes([h[0], h[1], h[2], 0]) as usize;
+            if len >= MAX_FRAME || len > self.max_packet || i + 4 + len > self.end {
+                break;
+            }
+            if !keep(&self.buf[i + 4..i + 4 + len]) {
+                break;
+            }
+            i += 4 + len;
+            n += 1;
+        }
+        (&self.buf[self.pos..i], n)
+    }
+
+    /// Drops `n` buffered bytes, the length of a run from
+    /// [`Self::buffered_run`].
+    pub fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.end);
+    }
+
     /// Ensures at least `n` bytes are buffered starting at `pos`.
     async fn fill(&mut self, n: usize, at_boundary: bool) -> Result<(), PacketError> {
         if self.end - self.pos >= n {
             return Ok(());
+        }
+        if self.pos == self.end {
+            // nothing buffered: read into the whole buffer
+            self.pos = 0;
+            self.end = 0;
         }
         if self.pos + n > self.buf.len() {
             // compact, then grow if still too small
@@ -92,13 +153,9 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             }
         }
         while self.end - self.pos < n {
-            let read = self.inner.read(&mut self.buf[self.end..]);
             let got = match self.timeout {
-                Some(t) => match tokio::time::timeout(t, read).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(PacketError::Timeout(t)),
-                },
-                None => read.await?,
+                Some(t) => self.read_bounded(t).await?,
+                None => self.inner.read(&mut self.buf[self.end..]).await?,
             };
             if got == 0 {
                 return Err(if at_boundary && self.end == self.pos {
@@ -110,6 +167,50 @@ impl<R: AsyncRead + Unpin> PacketReader<R> {
             self.end += got;
         }
         Ok(())
+    }
+
+    /// One `read` into the free end of the buffer, failing with
+    /// [`PacketError::Timeout`] when no data came within `timeout` (plus
+    /// the kept timer's slack).
+    async fn read_bounded(&mut self, timeout: Duration) -> Result<usize, PacketError> {
+        let PacketReader {
+            inner,
+            buf,
+            end,
+            timer,
+            ..
+        } = self;
+        // whether this wait's bound is set (once per wait: re-checking it on
+        // every wake-up would push it out forever)
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut buf[*end..]);
+            if let Poll::Ready(r) = Pin::new(&mut *inner).poll_read(cx, &mut rb) {
+                return Poll::Ready(r.map(|()| rb.filled().len()).map_err(PacketError::from));
+            }
+            // no data yet: only now does the wait need its bound
+            let t = match timer {
+                Some(t) if armed => t,
+                _ => {
+                    let now = tokio::time::Instant::now();
+                    let t = timer.get_or_insert_with(|| {
+                        Box::pin(tokio::time::sleep_until(
+                            now + timeout + timer_slack(timeout),
+                        ))
+                    });
+                    if t.deadline() < now + timeout {
+                        t.as_mut().reset(now + timeout + timer_slack(timeout));
+                    }
+                    armed = true;
+                    t
+                }
+            };
+            match t.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(PacketError::Timeout(timeout))),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
     /// Reads one whole packet. Returns the sequence id of its last frame and
@@ -292,6 +393,21 @@ impl<W: AsyncWrite + Unpin> PacketWriter<W> {
         }
     }
 
+    /// Appends whole single-frame packets (headers included, as
+    /// [`PacketReader::buffered_run`] returns them), giving them the next
+    /// sequence ids.
+    pub fn append_frames(&mut self, frames: &[u8]) {
+        let base = self.buf.len();
+        self.buf.extend_from_slice(frames);
+        let mut i = base;
+        while i + 4 <= self.buf.len() {
+            let len = u32::from_le_bytes([self.buf[i], self.buf[i + 1], self.buf[i + 2], 0]);
+            self.buf[i + 3] = self.seq;
+            self.seq = self.seq.wrapping_add(1);
+            i += 4 + len as usize;
+        }
+    }
+
     /// Sends everything buffered.
     pub async fn flush(&mut self) -> Result<(), PacketError> {
         if !self.buf.is_empty() {
@@ -364,6 +480,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn runs_of_buffered_packets_move_with_new_sequence_ids() {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let mut w = PacketWriter::new(a);
+        w.set_seq(5);
+        for p in [&b"row1"[..], b"row22", b"", b"\xFEend", b"tail"] {
+            w.write_packet(p);
+        }
+        w.flush().await.unwrap();
+        drop(w);
+        let mut r = PacketReader::new(b, 1 << 20);
+        // the first read fills the buffer with everything sent
+        let (seq, p) = r.read().await.unwrap();
+        assert_eq!((seq, p), (5, &b"row1"[..]));
+        let (run, n) = r.buffered_run(10, |p| p.first() != Some(&0xFE));
+        assert_eq!(n, 2);
+        let run = run.to_vec();
+        r.consume(run.len());
+        let (run2, n2) = r.buffered_run(1, |_| true);
+        assert_eq!((run2.len(), n2), (4 + 4, 1));
+        let (c, d) = tokio::io::duplex(1 << 16);
+        let mut out = PacketWriter::new(c);
+        out.set_seq(1);
+        out.append_frames(&run);
+        out.write_packet(b"x");
+        out.flush().await.unwrap();
+        drop(out);
+        let mut check = PacketReader::new(d, 1 << 20);
+        assert_eq!(check.read().await.unwrap(), (1, &b"row22"[..]));
+        assert_eq!(check.read().await.unwrap(), (2, &b""[..]));
+        assert_eq!(check.read().await.unwrap(), (3, &b"x"[..]));
+        let (seq, p) = r.read().await.unwrap();
+        assert_eq!((seq, p), (8, &b"\xFEend"[..]));
+    }
+
+    #[tokio::test]
     async fn too_large_is_an_error() {
         let (a, b) = tokio::io::duplex(1 << 16);
         let mut w = PacketWriter::new(a);
@@ -388,6 +539,32 @@ mod tests {
         });
         let mut r = PacketReader::new(b, MAX_FRAME + 50);
         assert!(matches!(r.read().await, Err(PacketError::TooLarge { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_timeout_bounds_each_wait_not_their_sum() {
+        let (a, b) = tokio::io::duplex(1024);
+        let mut w = PacketWriter::new(a);
+        tokio::spawn(async move {
+            for i in 0..4u8 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                w.write_packet(&[i]);
+                let _ = w.flush().await;
+            }
+            // then silence: the next wait must time out
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(w);
+        });
+        let mut r = PacketReader::new(b, 4096);
+        r.set_timeout(Some(Duration::from_secs(1)));
+        for i in 0..4u8 {
+            let (_, p) = r.read().await.expect("each wait is under the timeout");
+            assert_eq!(p, &[i]);
+        }
+        let start = std::time::Instant::now();
+        assert!(matches!(r.read().await, Err(PacketError::Timeout(_))));
+        let waited = start.elapsed();
+        assert!(waited >= Duration::from_secs(1), "{waited:?}");
     }
 
     #[tokio::test]

@@ -4,7 +4,6 @@
 //! Output is buffered per command and flushed once, after the handler
 //! returns, so a typical response costs one `write` syscall.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::auth::{Authenticator, NATIVE_PASSWORD, new_scramble};
 use crate::error::GateError;
+use crate::fxhash::FxHashMap;
 use crate::packet::{PacketError, PacketReader, PacketWriter};
 use crate::params::{Param, StmtId, StmtState, parse_execute_params};
 use crate::proto::{
@@ -366,6 +366,14 @@ impl<'a> Response<'a> {
         Ok(())
     }
 
+    /// Forwards a run of whole frames from a backend (see
+    /// [`crate::packet::PacketReader::buffered_run`]), renumbered.
+    pub async fn raw_frames(&mut self, frames: &[u8]) -> Result<(), GateError> {
+        self.make_room().await?;
+        self.w.append_frames(frames);
+        Ok(())
+    }
+
     /// Records that a forwarded ERR packet ended the response.
     pub fn raw_error_done(&mut self) {
         self.in_result_set = false;
@@ -514,7 +522,7 @@ impl Gate {
             scramble: new_scramble(),
             host: peer.ip().to_string(),
             user: String::new(),
-            stmts: HashMap::new(),
+            stmts: FxHashMap::default(),
             next_stmt: 1,
         };
         let timeout = self.config.handshake_timeout;
@@ -555,7 +563,7 @@ struct Conn {
     scramble: [u8; 20],
     host: String,
     user: String,
-    stmts: HashMap<u32, StmtState>,
+    stmts: FxHashMap<u32, StmtState>,
     next_stmt: u32,
 }
 

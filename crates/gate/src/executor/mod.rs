@@ -20,7 +20,9 @@
 //! # Transactions
 //!
 //! `BEGIN` opens nothing on the backends; the first statement on each shard
-//! starts that shard's transaction with the client's own `BEGIN` text. With
+//! starts that shard's transaction with the client's own `BEGIN` text (a
+//! plain `BEGIN` / `START TRANSACTION` goes out in the same write as that
+//! statement, without a round trip of its own). With
 //! autocommit off, the first statement opens a transaction implicitly, as in
 //! MySQL. A single-shard transaction is exactly the backend's. A multi-shard
 //! transaction commits **shard by shard, best-effort**: if a commit fails,

@@ -1,7 +1,6 @@
 //! One client session: see the module docs of [`crate::executor`] for the
 //! state it keeps and the transaction semantics.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +14,7 @@ use super::convert::{cell_datum, column_kind, datum_value, local_column, param_d
 use super::topology::Topology;
 use crate::backend::{BackendError, PooledConn, QueryResult};
 use crate::error::GateError;
+use crate::fxhash::FxHashMap;
 use crate::params::{Param, StmtId};
 use crate::proto::{Column, ColumnType, StatusFlags, Value};
 use crate::server::{PreparedMeta, Response, SessionHandler};
@@ -90,7 +90,7 @@ pub struct Session {
     tx_lost: Option<String>,
     sets: Vec<String>,
     held: Vec<Held>,
-    stmts: HashMap<StmtId, Prepared>,
+    stmts: FxHashMap<StmtId, Prepared>,
     last_insert_id: u64,
     /// The tablet the last statement ran on (SHOW WARNINGS asks it).
     last_tablet: Option<u64>,
@@ -155,6 +155,26 @@ fn rows_matched(info: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
+/// `BEGIN` / `START TRANSACTION` without options: it cannot fail unless
+/// the connection does, so it can be sent ahead of the statement that
+/// follows it without waiting for its answer (the statement would run
+/// outside the transaction if it failed).
+fn is_plain_begin(sql: &str) -> bool {
+    let words: Vec<&str> = sql
+        .trim()
+        .trim_end_matches(';')
+        .split_ascii_whitespace()
+        .collect();
+    match words.as_slice() {
+        [w] => w.eq_ignore_ascii_case("BEGIN"),
+        [a, b] => {
+            (a.eq_ignore_ascii_case("BEGIN") && b.eq_ignore_ascii_case("WORK"))
+                || (a.eq_ignore_ascii_case("START") && b.eq_ignore_ascii_case("TRANSACTION"))
+        }
+        _ => false,
+    }
+}
+
 fn placeholders(n: usize) -> Vec<Column> {
     (0..n)
         .map(|_| Column::new("?", ColumnType::MYSQL_TYPE_VAR_STRING))
@@ -204,7 +224,7 @@ impl Session {
             tx_lost: None,
             sets: Vec::new(),
             held: Vec::new(),
-            stmts: HashMap::new(),
+            stmts: FxHashMap::default(),
             last_insert_id: 0,
             last_tablet: None,
             found_rows,
@@ -216,6 +236,20 @@ impl Session {
     /// open transaction on, after every statement.
     fn sync_tx(&mut self) {
         if self.held.is_empty() && self.tx_keyspaces.is_empty() {
+            return;
+        }
+        // the common case, nothing changed, without allocating
+        let unchanged = self
+            .held
+            .iter()
+            .filter(|h| h.conn.in_transaction())
+            .all(|h| self.tx_keyspaces.contains(&h.keyspace))
+            && self.tx_keyspaces.iter().all(|k| {
+                self.held
+                    .iter()
+                    .any(|h| h.keyspace == *k && h.conn.in_transaction())
+            });
+        if unchanged {
             return;
         }
         let mut now: Vec<Arc<str>> = Vec::new();
@@ -384,7 +418,10 @@ impl Session {
         };
         if self.in_tx && !h.conn.in_transaction() {
             let begin = self.begin_sql.as_deref().unwrap_or("BEGIN");
-            if let Err(e) = h.conn.query_rows(begin).await {
+            if is_plain_begin(begin) {
+                // goes out with the statement, no round trip of its own
+                h.conn.queue_begin(begin);
+            } else if let Err(e) = h.conn.query_rows(begin).await {
                 h.conn.release().await;
                 return Err(backend_err(keyspace, shard, e));
             }
@@ -1250,6 +1287,27 @@ mod tests {
         );
         assert_eq!(super::rows_matched(""), None);
         assert_eq!(super::rows_matched("Records: 3  Duplicates: 0"), None);
+    }
+
+    #[test]
+    fn plain_begins() {
+        for s in [
+            "BEGIN",
+            "begin",
+            " Begin ;",
+            "BEGIN WORK",
+            "start  transaction",
+        ] {
+            assert!(super::is_plain_begin(s), "{s}");
+        }
+        for s in [
+            "START TRANSACTION READ ONLY",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+            "BEGIN x",
+            "",
+        ] {
+            assert!(!super::is_plain_begin(s), "{s}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::backend::{BackendConfig, Pool, PoolConfig};
 use crate::error::GateError;
+use crate::fxhash::FxHashMap;
 
 /// One tablet's pool. `id` changes whenever the pool is replaced (new
 /// address or credentials), which is how sessions notice that a connection
@@ -40,7 +41,7 @@ struct ShardTablets {
 /// Everything routing needs, immutable once built.
 pub struct Topology {
     snapshot: Arc<Snapshot>,
-    shards: HashMap<String, HashMap<String, ShardTablets>>,
+    shards: FxHashMap<String, FxHashMap<String, ShardTablets>>,
     /// Traffic holds by keyspace (see [`HoldRecord`]). They travel with the
     /// routing rules they were read with, so a released statement is
     /// always planned against rules at least as new as the release.
@@ -199,7 +200,7 @@ impl TopologyBuilder {
             .filter(|k| !k.shards.is_empty())
             .collect();
         let snapshot = Snapshot::build(keyspaces, input.rules)?;
-        let mut shards: HashMap<String, HashMap<String, ShardTablets>> = HashMap::new();
+        let mut shards: FxHashMap<String, FxHashMap<String, ShardTablets>> = FxHashMap::default();
         for s in &input.shards {
             shards
                 .entry(s.keyspace.clone())
