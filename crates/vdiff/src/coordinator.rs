@@ -240,7 +240,13 @@ async fn run_inner(
     if todo.is_empty() {
         return Ok(());
     }
+    let t0 = Instant::now();
     let snaps = take_snapshots(topo, &claim.workflow, &rec.options, cancel).await?;
+    tracing::info!(
+        workflow = %claim.workflow,
+        ms = t0.elapsed().as_millis() as u64,
+        "VDiff snapshots taken (paused, caught up, resumed)"
+    );
     let round = Round {
         at_ms: now_ms(),
         positions: snaps
@@ -309,6 +315,9 @@ async fn run_inner(
         Ok((sources, targets)) => {
             for s in sources.into_iter().chain(targets) {
                 s.held.finish().await;
+                for h in s.spare {
+                    h.finish().await;
+                }
             }
             Ok(())
         }
@@ -331,6 +340,7 @@ async fn compare_table(
     progress: &watch::Sender<Option<TableReport>>,
 ) -> Result<(Vec<ShardSide>, Vec<ShardSide>), VdiffError> {
     let name = &spec.name;
+    let t0 = Instant::now();
     let first = sources
         .first_mut()
         .ok_or_else(|| VdiffError::Failed("the workflow has no source shard".into()))?;
@@ -338,7 +348,7 @@ async fn compare_table(
     let cols = read_columns(first.held.conn(), &db, name)
         .await
         .map_err(VdiffError::Schema)?;
-    let plan = TablePlan::build(name, &spec.pk_columns, cols, first.held.conn())
+    let mut plan = TablePlan::build(name, &spec.pk_columns, cols, first.held.conn())
         .await
         .map_err(VdiffError::Schema)?;
     for side in sources.iter_mut().skip(1).chain(targets.iter_mut()) {
@@ -348,6 +358,7 @@ async fn compare_table(
             .map_err(|e| VdiffError::Schema(format!("shard {}: {e}", side.shard)))?;
         plan.check_target(&cols)
             .map_err(|e| VdiffError::Schema(format!("shard {}: {e}", side.shard)))?;
+        plan.widen_nullable(&cols);
     }
     let mut estimated = 0u64;
     for side in sources.iter_mut() {
@@ -414,7 +425,7 @@ async fn compare_table(
         max_rows_per_second: opts.max_rows_per_second,
     };
     let all_mariadb = sources.iter().chain(targets.iter()).all(|s| s.mariadb);
-    let mut lo = after;
+    let lo = after;
     if !(opts.checksum && checksum::supported(&plan)) {
         // Row by row, the whole (rest of the) table.
         let (s, t, outcome) = drill(
@@ -439,127 +450,26 @@ async fn compare_table(
             Err(e) => return Err(VdiffError::Failed(format!("comparing `{name}`: {e}"))),
         }
     } else {
-        let started = Instant::now();
-        let mut compared_now = 0u64;
-        loop {
-            if cancel.is_cancelled() {
-                return Err(VdiffError::Cancelled);
-            }
-            let fail = |e: String| VdiffError::Failed(format!("comparing `{name}`: {e}"));
-            let hi: Option<Vec<mysql_async::Value>> = {
-                let s0 = &mut sources[0];
-                let sql = checksum::boundary_sql(&plan, &s0.db, lo.as_deref(), opts.chunk_rows)
-                    .map_err(fail)?;
-                let row: Option<mysql_async::Row> = s0
-                    .held
-                    .conn()
-                    .exec_first(sql.as_str(), ())
-                    .await
-                    .map_err(|e| fail(format!("finding the next key range: {e}")))?;
-                row.map(|r| r.unwrap())
-            };
-            let (lo_ref, hi_ref) = (lo.as_deref(), hi.as_deref());
-            let plan_ref = &plan;
-            let sums = futures::future::join_all(sources.iter_mut().chain(targets.iter_mut()).map(
-                |side| async move {
-                    let sql =
-                        checksum::checksum_sql(plan_ref, &side.db, all_mariadb, lo_ref, hi_ref)?;
-                    let r: Option<(u64, String)> = side
-                        .held
-                        .conn()
-                        .exec_first(sql.as_str(), ())
-                        .await
-                        .map_err(|e| format!("checksum on shard {}: {e}", side.shard))?;
-                    let (n, sum) = r.unwrap_or((0, "0".into()));
-                    let sum: u128 = sum
-                        .parse()
-                        .map_err(|_| format!("checksum on shard {}: `{sum}`", side.shard))?;
-                    Ok::<_, String>((n, sum))
-                },
-            ))
-            .await;
-            let mut totals = [(0u64, 0u128); 2];
-            for (i, r) in sums.into_iter().enumerate() {
-                let (n, sum) = r.map_err(fail)?;
-                let t = &mut totals[usize::from(i >= sources.len())];
-                t.0 += n;
-                t.1 = t.1.wrapping_add(sum);
-            }
-            let mut misplaced = false;
-            if !placements.is_empty() && totals[0] == totals[1] {
-                let placements_ref = &placements;
-                let checks = futures::future::join_all(targets.iter_mut().map(|side| async move {
-                    let Some(p) = placements_ref.get(&side.shard) else {
-                        return Ok(false);
-                    };
-                    let sql = checksum::vindex_sql(plan_ref, &side.db, p.col, lo_ref, hi_ref)?;
-                    let rows: Vec<mysql_async::Row> = side
-                        .held
-                        .conn()
-                        .exec(sql.as_str(), ())
-                        .await
-                        .map_err(|e| format!("placement on shard {}: {e}", side.shard))?;
-                    let mut values = vec![mysql_async::Value::NULL; p.col + 1];
-                    for r in rows {
-                        values[p.col] = r.unwrap().pop().unwrap_or(mysql_async::Value::NULL);
-                        if !p.placed(&values) {
-                            return Ok(true);
-                        }
-                    }
-                    Ok::<_, String>(false)
-                }))
-                .await;
-                for c in checks {
-                    misplaced |= c.map_err(fail)?;
-                }
-            }
-            if totals[0] == totals[1] && !misplaced {
-                report.rows_compared += totals[0].0;
-                report.matching += totals[0].0;
-                compared_now += totals[0].0;
-            } else {
-                let before = report.rows_compared;
-                let (s, t, outcome) = drill(
-                    &plan,
-                    sources,
-                    targets,
-                    lo.clone(),
-                    hi.clone(),
-                    opts,
-                    &placements,
-                    &mut report,
-                    &merge_opts,
-                    &publish,
-                    cancel,
-                )
-                .await?;
-                sources = s;
-                targets = t;
-                match outcome {
-                    Ok(Outcome::Done) => {}
-                    Ok(Outcome::Cancelled) => return Err(VdiffError::Cancelled),
-                    Err(e) => return Err(fail(e)),
-                }
-                compared_now += report.rows_compared - before;
-            }
-            let Some(hi) = hi else {
-                break;
-            };
-            report.last_key = Some(hi.iter().map(KeyValue::from_wire).collect());
-            publish(&report);
-            lo = Some(hi);
-            if let Some(rate) = opts.max_rows_per_second.filter(|r| *r > 0) {
-                let due = Duration::from_secs_f64(compared_now as f64 / rate as f64);
-                let spent = started.elapsed();
-                if due > spent {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return Err(VdiffError::Cancelled),
-                        _ = tokio::time::sleep(due - spent) => {}
-                    }
-                }
-            }
-        }
+        let table = crate::fast::Table {
+            plan: &plan,
+            opts,
+            placements: &placements,
+            all_mariadb,
+            merge_opts: &merge_opts,
+            publish: &publish,
+            cancel,
+        };
+        let (s, t) = crate::fast::checksum_table(&table, sources, targets, lo, &mut report).await?;
+        sources = s;
+        targets = t;
     }
+    tracing::info!(
+        workflow = %claim.workflow,
+        table = %name,
+        rows = report.rows_compared,
+        ms = t0.elapsed().as_millis() as u64,
+        "VDiff table compared"
+    );
     report.state = TableState::Done;
     report.completed_ms = Some(now_ms());
     report.percent = 100.0;
@@ -577,7 +487,7 @@ async fn compare_table(
 /// Compares the keys in `(lo, hi]` row by row: one reader per shard, the
 /// k-way merge. Hands the snapshots back with the merge's outcome.
 #[allow(clippy::too_many_arguments)]
-async fn drill(
+pub(crate) async fn drill(
     plan: &Arc<TablePlan>,
     sources: Vec<ShardSide>,
     targets: Vec<ShardSide>,
@@ -705,6 +615,45 @@ async fn connect(t: &TabletRecord, what: &str) -> Result<Conn, VdiffError> {
     Ok(c)
 }
 
+/// Spare snapshot connections per source shard (see [`spare_snapshots`]).
+const SPARE_SOURCE_SNAPSHOTS: usize = 1;
+
+/// Attempts at a spare snapshot at the primary snapshot's position.
+const SPARE_ATTEMPTS: usize = 3;
+
+/// Up to [`SPARE_SOURCE_SNAPSHOTS`] more snapshots of source tablet `t` at
+/// exactly `at`: each is kept only if its own snapshot position is `at`
+/// (the same set of transactions, so the same rows), which is immediate
+/// when nothing commits meanwhile; under a busy writer the attempts may
+/// all miss, and the table is simply checksummed through the one snapshot.
+/// Best effort: any failure means fewer spares, never a failed VDiff.
+async fn spare_snapshots(
+    t: &TabletRecord,
+    flavor: keyshift_types::Flavor,
+    at: &Position,
+) -> Vec<Held> {
+    let mut out = Vec::new();
+    let mut attempts = 0;
+    while out.len() < SPARE_SOURCE_SNAPSHOTS && attempts < SPARE_ATTEMPTS {
+        attempts += 1;
+        let Ok(conn) = connect(t, "source").await else {
+            break;
+        };
+        let Ok(snap) =
+            keyshift_vrepl::consistent_snapshot(conn, keyshift_vrepl::for_flavor(flavor).as_ref())
+                .await
+        else {
+            break;
+        };
+        if snap.position() == at {
+            out.push(Held::Source(snap));
+        } else if let Ok(c) = snap.finish().await {
+            let _ = c.disconnect().await;
+        }
+    }
+    out
+}
+
 /// Pauses the workflow, snapshots every source shard, catches the streams
 /// up to exactly those positions, snapshots every target shard, and lifts
 /// the pause again, whatever happened in between.
@@ -753,11 +702,17 @@ async fn snapshot_paused(
                     VdiffError::Failed(format!("snapshot on source shard {}: {e}", shard.name))
                 })?;
         positions.insert(shard.name.clone(), snap.position().clone());
+        let spare = if opts.checksum {
+            spare_snapshots(&t, flavor, snap.position()).await
+        } else {
+            Vec::new()
+        };
         sources.push(ShardSide {
             shard: shard.name.clone(),
             db: t.database.clone(),
             held: Held::Source(snap),
             mariadb: flavor == keyshift_types::Flavor::MariaDB,
+            spare,
         });
     }
     if sources.len() != wanted.len() {
@@ -833,6 +788,7 @@ async fn snapshot_paused(
             db: t.database.clone(),
             held: Held::Target(conn),
             mariadb: flavor == keyshift_types::Flavor::MariaDB,
+            spare: Vec::new(),
         });
     }
     Ok(Snapshots {

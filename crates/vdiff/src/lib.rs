@@ -66,6 +66,7 @@ mod checksum;
 pub mod compare;
 pub mod controller;
 mod coordinator;
+mod fast;
 pub mod merge;
 mod reader;
 pub mod record;

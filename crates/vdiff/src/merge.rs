@@ -349,12 +349,14 @@ mod tests {
                     kind: Kind::Integer,
                     charset: None,
                     collation: None,
+                    nullable: true,
                 },
                 Column {
                     name: "v".into(),
                     kind: Kind::Text,
                     charset: None,
                     collation: None,
+                    nullable: true,
                 },
             ],
             pk: vec![0],
@@ -558,6 +560,7 @@ mod tests {
                 kind: Kind::Text,
                 charset: Some("utf8mb4".into()),
                 collation: Some("utf8mb4_general_ci".into()),
+                nullable: true,
             }],
             pk: vec![0],
             order: vec![KeyOrder::Weight {

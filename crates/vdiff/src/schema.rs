@@ -63,6 +63,9 @@ pub struct Column {
     pub kind: Kind,
     pub charset: Option<String>,
     pub collation: Option<String>,
+    /// The column may hold NULL (on the source; [`TablePlan::widen_nullable`]
+    /// makes it "on any side").
+    pub nullable: bool,
 }
 
 /// How one key column orders rows, so that the merge orders them exactly
@@ -113,7 +116,7 @@ fn plain_name(s: &str) -> Result<&str, String> {
     }
 }
 
-type ColRow = (String, String, Option<String>, Option<String>);
+type ColRow = (String, String, Option<String>, Option<String>, String);
 
 /// Reads the columns of `db.table` on one server.
 pub(crate) async fn read_columns(
@@ -123,7 +126,7 @@ pub(crate) async fn read_columns(
 ) -> Result<Vec<Column>, String> {
     let rows: Vec<ColRow> = conn
         .exec(
-            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), CHARACTER_SET_NAME, COLLATION_NAME \
+            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), CHARACTER_SET_NAME, COLLATION_NAME, IS_NULLABLE \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (db, table),
@@ -145,7 +148,7 @@ pub(crate) async fn read_columns(
         .await
         .unwrap_or_default();
     let mut out = Vec::with_capacity(rows.len());
-    for (name, data_type, charset, collation) in rows {
+    for (name, data_type, charset, collation, nullable) in rows {
         let Some(mut kind) = kind_of(&data_type) else {
             return Err(format!(
                 "column `{table}`.`{name}` has type {data_type}, which VDiff does not compare"
@@ -167,6 +170,7 @@ pub(crate) async fn read_columns(
             kind,
             charset,
             collation,
+            nullable: !nullable.eq_ignore_ascii_case("NO"),
         });
     }
     Ok(out)
@@ -251,6 +255,16 @@ impl TablePlan {
             }
         }
         Ok(())
+    }
+
+    /// Marks a column nullable when it is nullable on `other` (another
+    /// shard's columns, already checked by [`TablePlan::check_target`]): a
+    /// NOT NULL source column may still hold NULLs on a target that
+    /// allows them, and the checksums must tell those apart.
+    pub(crate) fn widen_nullable(&mut self, other: &[Column]) {
+        for (c, o) in self.columns.iter_mut().zip(other) {
+            c.nullable |= o.nullable;
+        }
     }
 
     pub(crate) fn key_names(&self) -> Vec<String> {
@@ -424,6 +438,7 @@ mod tests {
             kind,
             charset: Some("utf8mb4".into()),
             collation: Some("utf8mb4_general_ci".into()),
+            nullable: true,
         }
     }
 
@@ -461,6 +476,7 @@ mod tests {
                     kind: Kind::Integer,
                     charset: None,
                     collation: None,
+                    nullable: true,
                 },
                 col(Kind::Text),
             ],

@@ -85,6 +85,7 @@ async fn compare(server: &TestMysqld, a: &str, b: &str, batch: usize) -> TableRe
             db: db.to_string(),
             held: Held::Target(session(server).await),
             mariadb: true,
+            spare: Vec::new(),
         };
         let (rx, h) = spawn_reader(side, plan.clone(), None, None, batch, None);
         if is_source {

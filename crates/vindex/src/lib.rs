@@ -200,10 +200,13 @@ fn to_uint64(kind: &'static str, value: &Value) -> Result<u64, VindexError> {
     }
 }
 
-fn des_cipher() -> Des {
+fn des_cipher() -> &'static Des {
     // An all-zero key: Vitess's `hash` is a fixed permutation, not a secret.
     // (Vitess once used 3DES; with a null key it is the same function.)
-    Des::new(GenericArray::from_slice(&[0u8; 8]))
+    // The key schedule is computed once: per call it cost as much as the
+    // encryption itself (a copy hashes every row it reads).
+    static CIPHER: std::sync::OnceLock<Des> = std::sync::OnceLock::new();
+    CIPHER.get_or_init(|| Des::new(GenericArray::from_slice(&[0u8; 8])))
 }
 
 /// Vitess's `hash`: DES with an all-zero key over the big-endian uint64.

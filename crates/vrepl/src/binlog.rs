@@ -333,17 +333,19 @@ pub(crate) fn statement_kind(sql: &str) -> StatementKind {
 }
 
 /// Whether a statement-based change (`INSERT`, `UPDATE`, ...) may write to
-/// database `watched`: its first table names that database (or none, and
-/// the default database is it), or it names `watched` qualified anywhere
-/// (multi-table statements). A checksum tool's `REPLACE INTO
-/// percona.checksums` run with the application's database as default does
-/// not, and must not stop the streams.
+/// database `watched`. What counts is the table written, not the default
+/// database nor tables only read: the `INTO` table of an INSERT/REPLACE
+/// (its `SELECT` part only reads), and for UPDATE/DELETE every table named
+/// before `SET`/`WHERE` (multi-table forms), else the first one. An
+/// unqualified table is in the default database; an unrecognised statement
+/// is attributed to the default database. pt-table-checksum's
+/// `REPLACE INTO percona.checksums ... SELECT ... FROM app.t` and
+/// `UPDATE percona.checksums ...`, run with `app` as default database,
+/// write nothing of `app` and must not stop the streams.
 pub(crate) fn statement_touches_db(sql: &str, default_db: &str, watched: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     let w = watched.to_ascii_lowercase();
-    if lower.contains(&format!("`{w}`.")) || lower.contains(&format!(" {w}.")) {
-        return true;
-    }
+    let default_db = default_db.to_ascii_lowercase();
     let mut s = lower.trim_start();
     while s.starts_with("/*") && !s.starts_with("/*!") {
         match s.find("*/") {
@@ -364,17 +366,31 @@ pub(crate) fn statement_touches_db(sql: &str, default_db: &str, watched: &str) -
         "into",
         "from",
     ];
-    let table = match words.first().copied() {
-        Some("insert" | "replace" | "update" | "delete") => {
-            words[1..].iter().find(|w| !MODIFIERS.contains(w)).copied()
-        }
-        _ => None,
+    let first = words.first().copied().unwrap_or("");
+    let db_of = |table: Option<&str>| {
+        table
+            .and_then(|t| t.split_once('.'))
+            .map(|(db, _)| db.trim_matches('`').to_string())
+            .unwrap_or_else(|| default_db.clone())
     };
-    let target_db = table
-        .and_then(|t| t.split_once('.'))
-        .map(|(db, _)| db.trim_matches('`').to_string())
-        .unwrap_or_else(|| default_db.to_ascii_lowercase());
-    target_db == w
+    match first {
+        "insert" | "replace" => {
+            db_of(words[1..].iter().find(|w| !MODIFIERS.contains(w)).copied()) == w
+        }
+        "update" | "delete" => {
+            let end = if first == "update" {
+                " set "
+            } else {
+                " where "
+            };
+            let head = s.find(end).map_or(s, |i| &s[..i]);
+            head.contains(&format!("`{w}`."))
+                || head.contains(&format!(" {w}."))
+                || head.contains(&format!(",{w}."))
+                || db_of(words[1..].iter().find(|w| !MODIFIERS.contains(w)).copied()) == w
+        }
+        _ => default_db == w,
+    }
 }
 
 /// The parts of a query event body we use: default database and statement.
@@ -713,9 +729,23 @@ mod tests {
         assert!(touches("UPDATE LOW_PRIORITY `app`.`t` SET a = 1", "other"));
         assert!(touches("delete from app.t where id = 1", ""));
         assert!(!touches("delete from t where id = 1", "other"));
-        // A multi-table statement naming the watched database anywhere.
+        // A multi-table statement naming the watched database among the
+        // tables it may write.
         assert!(touches(
             "UPDATE other.a JOIN `app`.`b` ON a.id = b.id SET a.x = b.x",
+            "other"
+        ));
+        // Tables only read do not count: pt-table-checksum's statements.
+        assert!(!touches(
+            "REPLACE INTO `percona`.`checksums` (db, tbl, chunk, this_crc) SELECT 'app', 'sbtest1', 1, COUNT(*) FROM `app`.`sbtest1` FORCE INDEX(`PRIMARY`) WHERE ((`id` >= '1'))",
+            "app"
+        ));
+        assert!(!touches(
+            "UPDATE `percona`.`checksums` SET chunk_time = '0.01', master_crc = 'abc' WHERE db = 'app' AND tbl = 'sbtest1'",
+            "app"
+        ));
+        assert!(touches(
+            "DELETE a FROM app.a JOIN other.b USING (id) WHERE b.x = 1",
             "other"
         ));
         // Unknown forms fall back to the default database.
