@@ -103,8 +103,17 @@ impl Value {
         // Writing into a String cannot fail.
         let _ = match self {
             Value::Null => write!(out, "NULL"),
-            Value::Int(v) => write!(out, "{v}"),
-            Value::UInt(v) => write!(out, "{v}"),
+            Value::Int(v) => {
+                if *v < 0 {
+                    out.push('-');
+                }
+                push_u64(out, v.unsigned_abs());
+                Ok(())
+            }
+            Value::UInt(v) => {
+                push_u64(out, *v);
+                Ok(())
+            }
             // Exponent form makes the server parse an approximate (double)
             // literal with correctly rounded strtod; Rust prints the shortest
             // digits that read back as the same double. A FLOAT is written as
@@ -156,7 +165,8 @@ impl Value {
             Value::Text(b) | Value::Bytes(b) => {
                 out.push_str("X'");
                 push_hex(out, b);
-                write!(out, "'")
+                out.push('\'');
+                Ok(())
             }
             Value::Json(j) => {
                 // MySQL refuses JSON from a binary string, so name the
@@ -181,12 +191,36 @@ fn write_micros(out: &mut String, micros: u32) {
     }
 }
 
+/// Decimal digits of `n` (what `{n}` prints, without the formatting
+/// machinery: copying writes a few million of these).
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Upper-case hex digits of `b`, through a stack buffer (pushing chars one
+/// at a time is several times slower on long values).
 fn push_hex(out: &mut String, b: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     out.reserve(b.len() * 2);
-    for &x in b {
-        out.push(HEX[usize::from(x >> 4)] as char);
-        out.push(HEX[usize::from(x & 15)] as char);
+    let mut buf = [0u8; 256];
+    for chunk in b.chunks(buf.len() / 2) {
+        for (pair, &x) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX[usize::from(x >> 4)];
+            pair[1] = HEX[usize::from(x & 15)];
+        }
+        // Only ASCII hex digits were written.
+        out.push_str(std::str::from_utf8(&buf[..chunk.len() * 2]).unwrap_or_default());
     }
 }
 
@@ -864,6 +898,16 @@ mod tests {
         assert_eq!(Value::Float(0.1).to_sql_literal(), "1.0000000149011612e-1");
         assert_eq!(Value::Bytes(vec![0, 0xff]).to_sql_literal(), "X'00FF'");
         assert_eq!(Value::Text(vec![]).to_sql_literal(), "X''");
+        for i in [0, 1, -1, 9, 10, -10, 1234567890, i64::MIN, i64::MAX] {
+            assert_eq!(Value::Int(i).to_sql_literal(), i.to_string());
+        }
+        for u in [0, 7, 10, 99, 100, u64::MAX] {
+            assert_eq!(Value::UInt(u).to_sql_literal(), u.to_string());
+        }
+        // Longer than the hex encoder's stack buffer.
+        let long: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let want: String = long.iter().map(|b| format!("{b:02X}")).collect();
+        assert_eq!(Value::Bytes(long).to_sql_literal(), format!("X'{want}'"));
         assert_eq!(
             Value::Timestamp { secs: 1, micros: 5 }.to_sql_literal(),
             "'1970-01-01 00:00:01.000005'"

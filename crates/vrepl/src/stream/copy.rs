@@ -8,7 +8,9 @@ use mysql_async::prelude::Queryable;
 
 use crate::snapshot::{Snapshot, consistent_snapshot};
 
-use super::apply::SqlBatch;
+use crate::value::Value;
+
+use super::apply::MAX_CHUNK_BYTES;
 use super::keyfilter::in_range;
 use super::schema::{TablePlan, ident, tuple_gt};
 use super::sidecar::{TableState, copy_state_sql};
@@ -91,13 +93,86 @@ enum TableCopy {
 
 /// A batch read from the snapshot, converted.
 struct ReadBatch {
-    /// Rows in the key range, each as (column name, value) in column order.
-    insert: SqlBatch,
+    /// The rows in the key range as multi-row INSERT statements, in key
+    /// order (chunks of at most about [`MAX_CHUNK_BYTES`]).
+    insert: Vec<String>,
     in_range: u64,
     scanned: u64,
     last_pk: Option<Vec<String>>,
     /// Fewer rows than asked: the table has no more.
     end: bool,
+}
+
+/// Renders copied rows as multi-row INSERTs. What [`SqlBatch::insert`]
+/// writes for each row, but with the statement prefix and the writable
+/// columns worked out once per batch instead of once per row.
+///
+/// Character data stays a hex literal. `_binary'...'` strings (half the
+/// bytes) were tried: the node spent a little less, but the targets spent
+/// about 25% more CPU per row (not profiled further; likely the lexer's
+/// per-byte character-set checks in quoted strings), a net loss.
+///
+/// [`SqlBatch::insert`]: super::apply::SqlBatch
+struct InsertWriter {
+    /// `INSERT INTO db.t (cols) VALUES `
+    prefix: String,
+    /// Per column of the plan: whether it is written (not generated).
+    writable: Vec<bool>,
+    done: Vec<String>,
+    sql: String,
+}
+
+impl InsertWriter {
+    fn new(target_db: &str, plan: &TablePlan) -> Self {
+        let mut prefix = format!("INSERT INTO {}.{} (", ident(target_db), ident(&plan.name));
+        let writable: Vec<bool> = plan.columns.iter().map(|c| !c.generated).collect();
+        let mut first = true;
+        for c in plan.columns.iter().filter(|c| !c.generated) {
+            if !first {
+                prefix.push(',');
+            }
+            first = false;
+            prefix.push_str(&ident(&c.name));
+        }
+        prefix.push_str(") VALUES ");
+        InsertWriter {
+            prefix,
+            writable,
+            done: Vec::new(),
+            sql: String::new(),
+        }
+    }
+
+    /// Appends one row (all of the plan's columns, in order).
+    fn row(&mut self, values: &[Value]) {
+        if self.sql.len() >= MAX_CHUNK_BYTES {
+            self.done.push(std::mem::take(&mut self.sql));
+        }
+        if self.sql.is_empty() {
+            // Room for a typical batch chunk without regrowing.
+            self.sql.reserve(MAX_CHUNK_BYTES / 4);
+            self.sql.push_str(&self.prefix);
+        } else {
+            self.sql.push(',');
+        }
+        self.sql.push('(');
+        let mut first = true;
+        for (v, _) in values.iter().zip(&self.writable).filter(|(_, w)| **w) {
+            if !first {
+                self.sql.push(',');
+            }
+            first = false;
+            v.write_sql_literal(&mut self.sql);
+        }
+        self.sql.push(')');
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.sql.is_empty() {
+            self.done.push(self.sql);
+        }
+        self.done
+    }
 }
 
 async fn read_batch(
@@ -124,13 +199,16 @@ async fn read_batch(
     // The binary protocol: FLOAT/DOUBLE arrive as their exact bits.
     let rows: Vec<mysql_async::Row> = snap.conn().exec(sql, ()).await?;
     let mut out = ReadBatch {
-        insert: SqlBatch::default(),
+        insert: Vec::new(),
         in_range: 0,
         scanned: rows.len() as u64,
         last_pk: last_pk.cloned(),
         end: rows.len() < limit,
     };
     let vcol = plan.vindex.as_ref().map(|(i, _)| *i);
+    let mut writer = InsertWriter::new(target_db, plan);
+    // One row's values, reused; after the loop it holds the last row read.
+    let mut values: Vec<Value> = Vec::with_capacity(plan.columns.len());
     for row in rows {
         let raw = row.unwrap_raw();
         if raw.len() != plan.columns.len() {
@@ -140,7 +218,7 @@ async fn read_batch(
                 plan.columns.len()
             )));
         }
-        let mut values = Vec::with_capacity(raw.len());
+        values.clear();
         for (col, v) in plan.columns.iter().zip(raw) {
             let Some(v) = v else {
                 return Ok(Err(format!("column `{}` missing from the row", col.name)));
@@ -150,29 +228,24 @@ async fn read_batch(
                 Err(e) => return Ok(Err(e)),
             }
         }
+        let placed = match in_range(plan, range, vcol.map(|i| &values[i])) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        if placed {
+            writer.row(&values);
+            out.in_range += 1;
+        }
+    }
+    if out.scanned > 0 {
         out.last_pk = Some(
             plan.pk
                 .iter()
                 .map(|&i| plan.columns[i].cmp_literal(&values[i]))
                 .collect(),
         );
-        let placed = match in_range(plan, range, vcol.map(|i| &values[i])) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
-        if placed {
-            out.insert.insert(
-                target_db,
-                plan,
-                false,
-                plan.columns
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .zip(values.iter()),
-            );
-            out.in_range += 1;
-        }
     }
+    out.insert = writer.finish();
     Ok(Ok(out))
 }
 
@@ -217,7 +290,7 @@ async fn copy_table(
         if ctx.cancel.is_cancelled() {
             return Ok(TableCopy::Cancelled);
         }
-        let body = batch.insert.take();
+        let body = std::mem::take(&mut batch.insert);
         let next_state = TableState {
             last_pk: batch.last_pk.clone(),
             done: batch.end,
