@@ -132,12 +132,28 @@ async fn click(b: &Client, css: &str) -> Step<()> {
     let mut last = String::new();
     for _ in 0..5 {
         let r = match b.find(Locator::Css(css)).await {
-            Ok(e) => e.click().await,
+            Ok(e) => {
+                // Centre it first: at the top edge the sticky header would
+                // take the click.
+                if let Ok(arg) = serde_json::to_value(&e) {
+                    let _ = b
+                        .execute("arguments[0].scrollIntoView({block: 'center'})", vec![arg])
+                        .await;
+                }
+                e.click().await
+            }
             Err(e) => Err(e),
         };
         match r {
             Ok(()) => return Ok(()),
-            Err(e) if e.to_string().contains("stale element") => last = e.to_string(),
+            // Re-rendered, or covered for a moment (a toast, the header):
+            // find it again.
+            Err(e)
+                if e.to_string().contains("stale element")
+                    || e.to_string().contains("click intercepted") =>
+            {
+                last = e.to_string()
+            }
             Err(e) => return Err(format!("{css}: {e}")),
         }
     }
