@@ -175,20 +175,8 @@ pub async fn run(cluster: &Path, args: ImportArgs) -> Result<()> {
             format,
         } => {
             let password = std::env::var(&password_env).ok();
-            // A URL that does not parse is reported by the checks, with
-            // the rest of the request.
-            let name = name.unwrap_or_else(|| {
-                match keyshift_workflow::import::parse_source_url(&from, None) {
-                    Ok(src) => format!(
-                        "import_{}",
-                        src.database
-                            .chars()
-                            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                            .collect::<String>()
-                    ),
-                    Err(_) => "import".to_string(),
-                }
-            });
+            let name =
+                name.unwrap_or_else(|| keyshift_workflow::import::default_workflow_name(&from));
             let target_vschema = match target_vschema {
                 None => None,
                 Some(v) => {

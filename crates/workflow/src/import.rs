@@ -291,22 +291,35 @@ fn tls_of(
     Ok(Some(TlsSpec { mode, ca_pem }))
 }
 
+/// The database name as an identifier: anything but letters, digits and
+/// `_` becomes `_`.
+fn identifier_of(database: &str) -> String {
+    database
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The keyspace name an import uses for its external server.
 pub fn source_keyspace_name(req: &ImportRequest, src: &ExternalSource) -> String {
-    req.source_keyspace.clone().unwrap_or_else(|| {
-        let clean: String = src
-            .database
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        format!("ext_{clean}")
-    })
+    req.source_keyspace
+        .clone()
+        .unwrap_or_else(|| format!("ext_{}", identifier_of(&src.database)))
+}
+
+/// The workflow name when none is given: `import_<database>`, or `import`
+/// when the URL does not parse (the checks then report the URL).
+pub fn default_workflow_name(from: &str) -> String {
+    match parse_source_url(from, None) {
+        Ok(src) => format!("import_{}", identifier_of(&src.database)),
+        Err(_) => "import".to_string(),
+    }
 }
 
 fn create_request(req: &ImportRequest, source_keyspace: &str) -> CreateRequest {
