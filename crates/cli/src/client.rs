@@ -172,6 +172,31 @@ impl Client {
             .await
     }
 
+    /// Subscribes to the node's server-sent events about `workflow`
+    /// (`GET /events?workflow=`), so a follower wakes when the topo changes
+    /// instead of on a polling period. `None` when the node does not offer
+    /// them; the caller then polls.
+    pub async fn events(&self, workflow: &str) -> Option<Events> {
+        let url = format!("{}/api/v1/events?workflow={}", self.base, workflow);
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            // The stream lives as long as the follower.
+            .timeout(Duration::from_secs(7 * 24 * 3600))
+            .send()
+            .await
+            .ok()?;
+        if !resp.status().is_success() {
+            return None;
+        }
+        let mut ev = Events { resp };
+        // `ready` comes first, once the server's watch is open: anything
+        // written after this returns is seen.
+        ev.next().await?;
+        Some(ev)
+    }
+
     async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
@@ -266,4 +291,20 @@ fn read_token(file: &ClusterFile) -> Result<(String, String)> {
         bail!("the API token file {} is empty", path.display());
     }
     Ok((token, path.display().to_string()))
+}
+
+/// An open event stream ([`Client::events`]).
+pub struct Events {
+    resp: reqwest::Response,
+}
+
+impl Events {
+    /// Waits for the next piece of the stream (an event or a keep-alive);
+    /// `None` once it ended or failed.
+    pub async fn next(&mut self) -> Option<()> {
+        match self.resp.chunk().await {
+            Ok(Some(_)) => Some(()),
+            _ => None,
+        }
+    }
 }

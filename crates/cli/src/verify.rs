@@ -20,6 +20,7 @@ use crate::Format;
 use crate::output::{print_json, table};
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use keyshift_topo::TopoExt;
 use keyshift_vdiff::{DiffKind, TableState, VdiffError, VdiffOptions, VdiffRecord, VdiffState};
 use keyshift_workflow::{Trigger, WorkflowError};
 use serde_json::json;
@@ -301,7 +302,23 @@ async fn follow(b: &Backend, name: &str, timeout: Duration, format: Format) -> R
         .progress_chars("=> ");
     let mut per_table: std::collections::HashMap<String, ProgressBar> = Default::default();
     let deadline = Instant::now() + timeout;
+    // Wake on changes to the record rather than on a fixed period: through
+    // the node's event stream, or a topo watch on the library path.
+    let mut events = match &b.api {
+        Some(c) => c.events(&seg(name)).await,
+        None => None,
+    };
     loop {
+        let rev = match &b.api {
+            None => Some(
+                b.topo()
+                    .await?
+                    .revision()
+                    .await
+                    .map_err(anyhow::Error::new)?,
+            ),
+            Some(_) => None,
+        };
         let rec = b
             .vdiff_show(name)
             .await?
@@ -338,7 +355,21 @@ async fn follow(b: &Backend, name: &str, timeout: Duration, format: Format) -> R
             );
             return Err(Exit(5).into());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // At least this often, so bars and ETAs move.
+        let refresh = Duration::from_millis(250);
+        match (&mut events, rev) {
+            (Some(ev), _) => {
+                if let Ok(None) = tokio::time::timeout(refresh, ev.next()).await {
+                    // The stream ended (node going away?): poll.
+                    events = None;
+                }
+            }
+            (None, Some(rev)) => {
+                let key = keyshift_cluster::model::keys::vdiff(name);
+                b.topo().await?.wait_change(&key, rev, refresh).await;
+            }
+            (None, None) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
     }
 }
 

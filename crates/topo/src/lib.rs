@@ -272,6 +272,29 @@ pub trait TopoExt: Topo {
         Ok(out)
     }
 
+    /// Waits until a key under `prefix` changes after revision `after`, or
+    /// `within` passes; true when something changed. For waiting on another
+    /// party's write without a fixed polling period: in one process the
+    /// watch wakes on the write itself. A watch that cannot be opened waits
+    /// out `within`, so a caller's loop degrades to polling.
+    async fn wait_change(
+        &self,
+        prefix: &str,
+        after: Revision,
+        within: std::time::Duration,
+    ) -> bool {
+        use futures::StreamExt;
+        let changed = async {
+            match self.watch(prefix, after).await {
+                Ok(mut events) => {
+                    let _ = events.next().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::time::timeout(within, changed).await.is_ok()
+    }
+
     /// Read-modify-write with CAS retry: `f` gets the current value (None if absent) and returns
     /// the new one or an error (which aborts). `f` may run several times, once per attempt.
     /// Returns the value written and its revision.

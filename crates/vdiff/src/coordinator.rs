@@ -607,11 +607,10 @@ async fn connect(t: &TabletRecord, what: &str) -> Result<Conn, VdiffError> {
             t.address()
         ))
     })?;
-    for sql in SESSION_SQL {
-        c.query_drop(*sql).await.map_err(|e| {
-            VdiffError::Failed(format!("preparing the session on tablet {}: {e}", t.alias))
-        })?;
-    }
+    // One round trip for the whole session setup.
+    c.query_drop(SESSION_SQL.join(";\n")).await.map_err(|e| {
+        VdiffError::Failed(format!("preparing the session on tablet {}: {e}", t.alias))
+    })?;
     Ok(c)
 }
 
@@ -626,18 +625,25 @@ const SPARE_ATTEMPTS: usize = 3;
 /// (the same set of transactions, so the same rows), which is immediate
 /// when nothing commits meanwhile; under a busy writer the attempts may
 /// all miss, and the table is simply checksummed through the one snapshot.
-/// Best effort: any failure means fewer spares, never a failed VDiff.
+/// `ready` are connections opened beforehand (so the first attempt follows
+/// the primary snapshot at once). Best effort: any failure means fewer
+/// spares, never a failed VDiff.
 async fn spare_snapshots(
     t: &TabletRecord,
     flavor: keyshift_types::Flavor,
     at: &Position,
+    mut ready: Vec<Conn>,
 ) -> Vec<Held> {
     let mut out = Vec::new();
     let mut attempts = 0;
     while out.len() < SPARE_SOURCE_SNAPSHOTS && attempts < SPARE_ATTEMPTS {
         attempts += 1;
-        let Ok(conn) = connect(t, "source").await else {
-            break;
+        let conn = match ready.pop() {
+            Some(c) => c,
+            None => match connect(t, "source").await {
+                Ok(c) => c,
+                Err(_) => break,
+            },
         };
         let Ok(snap) =
             keyshift_vrepl::consistent_snapshot(conn, keyshift_vrepl::for_flavor(flavor).as_ref())
@@ -654,6 +660,57 @@ async fn spare_snapshots(
     out
 }
 
+/// Snapshots one source shard's primary `t`: its consistent snapshot with
+/// the exact position, and (for the checksum path) spares at that position.
+/// The connections are all opened first, so the snapshots follow each
+/// other closely.
+async fn snapshot_source(
+    shard: String,
+    t: TabletRecord,
+    spares: bool,
+) -> Result<ShardSide, VdiffError> {
+    let want = if spares { SPARE_SOURCE_SNAPSHOTS } else { 0 };
+    let (conn, extra) = tokio::join!(
+        connect(&t, "source"),
+        futures::future::join_all((0..want).map(|_| connect(&t, "source")))
+    );
+    let mut conn = conn?;
+    let extra: Vec<Conn> = extra.into_iter().flatten().collect();
+    let flavor = keyshift_vrepl::detect(&mut conn)
+        .await
+        .map_err(|e| VdiffError::Failed(format!("tablet {}: {e}", t.alias)))?;
+    let snap =
+        keyshift_vrepl::consistent_snapshot(conn, keyshift_vrepl::for_flavor(flavor).as_ref())
+            .await
+            .map_err(|e| VdiffError::Failed(format!("snapshot on source shard {shard}: {e}")))?;
+    let spare = if spares {
+        spare_snapshots(&t, flavor, snap.position(), extra).await
+    } else {
+        Vec::new()
+    };
+    Ok(ShardSide {
+        shard,
+        db: t.database.clone(),
+        held: Held::Source(snap),
+        mariadb: flavor == keyshift_types::Flavor::MariaDB,
+        spare,
+    })
+}
+
+/// A target shard's primary, connected (flavor known) but not yet inside a
+/// snapshot: opened while the streams catch up, so that once they have,
+/// only `START TRANSACTION` is left.
+async fn open_target(
+    shard: String,
+    t: TabletRecord,
+) -> Result<(String, TabletRecord, Conn, keyshift_types::Flavor), VdiffError> {
+    let mut conn = connect(&t, "target").await?;
+    let flavor = keyshift_vrepl::detect(&mut conn)
+        .await
+        .map_err(|e| VdiffError::Failed(format!("tablet {}: {e}", t.alias)))?;
+    Ok((shard, t, conn, flavor))
+}
+
 /// Pauses the workflow, snapshots every source shard, catches the streams
 /// up to exactly those positions, snapshots every target shard, and lifts
 /// the pause again, whatever happened in between.
@@ -663,7 +720,13 @@ async fn take_snapshots(
     opts: &VdiffOptions,
     cancel: &CancellationToken,
 ) -> Result<Snapshots, VdiffError> {
+    let t0 = Instant::now();
     let w = keyshift_workflow::pause(topo, workflow, HOLDER, PAUSE_TTL, PAUSE_WAIT).await?;
+    tracing::debug!(
+        workflow,
+        ms = t0.elapsed().as_millis() as u64,
+        "VDiff paused the streams"
+    );
     let r = snapshot_paused(topo, &w, opts, cancel).await;
     if let Err(e) = keyshift_workflow::unpause(topo, workflow, HOLDER).await {
         // The pause expires on its own within PAUSE_TTL.
@@ -678,9 +741,9 @@ async fn snapshot_paused(
     opts: &VdiffOptions,
     cancel: &CancellationToken,
 ) -> Result<Snapshots, VdiffError> {
+    let t0 = Instant::now();
     let wanted: BTreeSet<&str> = w.streams.iter().map(|s| s.source_shard.as_str()).collect();
-    let mut sources = Vec::new();
-    let mut positions = BTreeMap::new();
+    let mut source_tablets = Vec::new();
     for (shard, primary) in shard_primaries(topo, &w.source_keyspace)
         .await
         .map_err(|e| VdiffError::Failed(e.to_string()))?
@@ -691,36 +754,45 @@ async fn snapshot_paused(
         let t = primary.ok_or_else(|| {
             VdiffError::Failed(format!("source shard {} has no primary", shard.name))
         })?;
-        let mut conn = connect(&t, "source").await?;
-        let flavor = keyshift_vrepl::detect(&mut conn)
-            .await
-            .map_err(|e| VdiffError::Failed(format!("tablet {}: {e}", t.alias)))?;
-        let snap =
-            keyshift_vrepl::consistent_snapshot(conn, keyshift_vrepl::for_flavor(flavor).as_ref())
-                .await
-                .map_err(|e| {
-                    VdiffError::Failed(format!("snapshot on source shard {}: {e}", shard.name))
-                })?;
-        positions.insert(shard.name.clone(), snap.position().clone());
-        let spare = if opts.checksum {
-            spare_snapshots(&t, flavor, snap.position()).await
-        } else {
-            Vec::new()
-        };
-        sources.push(ShardSide {
-            shard: shard.name.clone(),
-            db: t.database.clone(),
-            held: Held::Source(snap),
-            mariadb: flavor == keyshift_types::Flavor::MariaDB,
-            spare,
-        });
+        source_tablets.push((shard.name, t));
     }
-    if sources.len() != wanted.len() {
+    if source_tablets.len() != wanted.len() {
         return Err(VdiffError::Failed(format!(
             "source shards {wanted:?} of the workflow are not all in keyspace {}",
             w.source_keyspace
         )));
     }
+    let mut target_tablets = Vec::new();
+    for (shard, primary) in shard_primaries(topo, &w.target_keyspace)
+        .await
+        .map_err(|e| VdiffError::Failed(e.to_string()))?
+    {
+        let t = primary.ok_or_else(|| {
+            VdiffError::Failed(format!("target shard {} has no primary", shard.name))
+        })?;
+        target_tablets.push((shard.name, t));
+    }
+    // Target connections are opened meanwhile (they are only needed once
+    // the streams have caught up).
+    let targets_open = tokio::spawn(futures::future::join_all(
+        target_tablets
+            .into_iter()
+            .map(|(shard, t)| open_target(shard, t)),
+    ));
+    let sources: Vec<ShardSide> = futures::future::try_join_all(
+        source_tablets
+            .into_iter()
+            .map(|(shard, t)| snapshot_source(shard, t, opts.checksum)),
+    )
+    .await?;
+    let positions: BTreeMap<String, Position> = sources
+        .iter()
+        .filter_map(|s| match &s.held {
+            Held::Source(snap) => Some((s.shard.clone(), snap.position().clone())),
+            Held::Target(_) => None,
+        })
+        .collect();
+    let t_sources = t0.elapsed();
 
     // The streams to exactly those positions, keeping the pause alive.
     let catch_cancel = cancel.child_token();
@@ -759,6 +831,10 @@ async fn snapshot_paused(
         }
     }
     drop(catch);
+    let t_caught_up = t0.elapsed();
+    let opened = targets_open
+        .await
+        .map_err(|e| VdiffError::Failed(format!("opening the target connections: {e}")))?;
     if cancel.is_cancelled() {
         return Err(VdiffError::Cancelled);
     }
@@ -766,31 +842,34 @@ async fn snapshot_paused(
         return Err(VdiffError::Failed(f));
     }
 
-    let mut targets = Vec::new();
-    for (shard, primary) in shard_primaries(topo, &w.target_keyspace)
-        .await
-        .map_err(|e| VdiffError::Failed(e.to_string()))?
-    {
-        let t = primary.ok_or_else(|| {
-            VdiffError::Failed(format!("target shard {} has no primary", shard.name))
-        })?;
-        let mut conn = connect(&t, "target").await?;
-        let flavor = keyshift_vrepl::detect(&mut conn)
-            .await
-            .map_err(|e| VdiffError::Failed(format!("tablet {}: {e}", t.alias)))?;
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
-            .await
-            .map_err(|e| {
-                VdiffError::Failed(format!("snapshot on target shard {}: {e}", shard.name))
-            })?;
-        targets.push(ShardSide {
-            shard: shard.name.clone(),
-            db: t.database.clone(),
-            held: Held::Target(conn),
-            mariadb: flavor == keyshift_types::Flavor::MariaDB,
-            spare: Vec::new(),
-        });
+    let mut opened_ok = Vec::new();
+    for o in opened {
+        opened_ok.push(o?);
     }
+    let targets: Vec<ShardSide> = futures::future::try_join_all(opened_ok.into_iter().map(
+        |(shard, t, mut conn, flavor)| async move {
+            conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await
+                .map_err(|e| {
+                    VdiffError::Failed(format!("snapshot on target shard {shard}: {e}"))
+                })?;
+            Ok::<_, VdiffError>(ShardSide {
+                shard,
+                db: t.database.clone(),
+                held: Held::Target(conn),
+                mariadb: flavor == keyshift_types::Flavor::MariaDB,
+                spare: Vec::new(),
+            })
+        },
+    ))
+    .await?;
+    tracing::debug!(
+        workflow = %w.name,
+        sources_ms = t_sources.as_millis() as u64,
+        caught_up_ms = t_caught_up.as_millis() as u64,
+        targets_ms = t0.elapsed().as_millis() as u64,
+        "VDiff snapshot phases (cumulative, after the pause)"
+    );
     Ok(Snapshots {
         sources,
         targets,

@@ -250,6 +250,12 @@ struct Running {
 }
 
 fn spawn(spec: StreamSpec) -> Running {
+    // `RUST_LOG=keyshift_vrepl=debug` shows batch boundaries and snapshot
+    // positions when chasing a failure.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let cancel = CancellationToken::new();
     let (tx, rx) = watch::channel(StreamProgress::default());
     let task = tokio::spawn(run_stream(spec, cancel.clone(), tx));
@@ -555,9 +561,17 @@ async fn cancelled_and_dropped_at_random_points() {
                     rng.random_range(100..600)
                 });
                 let fut = run_stream(spec, cancel.clone(), tx);
-                if (round + i) % 2 == 0 {
+                // The last round of each seed stops a running stream, however
+                // slow the machine: it waits for `running` before its delay.
+                let last = round == 7;
+                if (round + i) % 2 == 0 || last {
                     let c2 = cancel.clone();
+                    let mut rx2 = rx.clone();
                     let t = tokio::spawn(async move {
+                        if last {
+                            let running = rx2.wait_for(|p| p.state == StreamState::Running);
+                            let _ = tokio::time::timeout(Duration::from_secs(120), running).await;
+                        }
                         tokio::time::sleep(delay).await;
                         c2.cancel();
                     });

@@ -118,6 +118,7 @@ pub async fn unpause(topo: &dyn Topo, name: &str, holder: &str) -> Result<Workfl
 pub async fn wait_streams_ended(topo: &dyn Topo, name: &str, wait: Duration) -> Result<Workflow> {
     let deadline = Instant::now() + wait;
     loop {
+        let rev = topo.revision().await?;
         let w = show(topo, name).await?;
         if !w.streams_active {
             return Ok(w);
@@ -128,7 +129,10 @@ pub async fn wait_streams_ended(topo: &dyn Topo, name: &str, wait: Duration) -> 
                 wait.as_secs()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The controller's acknowledgement is a write to the record: wake
+        // on it rather than on a polling period.
+        topo.wait_change(&keys::workflow(name), rev, Duration::from_millis(100))
+            .await;
     }
 }
 

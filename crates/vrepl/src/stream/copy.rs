@@ -48,6 +48,7 @@ pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
         let deadline = Instant::now() + ctx.spec.copy_cycle;
         ctx.progress.send_modify(|p| p.copy_cycles += 1);
         let p = snap.position().clone();
+        tracing::debug!(stream = ctx.spec.id, position = %p, table = %first, "copy snapshot opened");
         if let Some(q) = ctx.stored.position.clone()
             && q != p
         {
@@ -207,10 +208,14 @@ async fn read_batch(
     };
     let vcol = plan.vindex.as_ref().map(|(i, _)| *i);
     let mut writer = InsertWriter::new(target_db, plan);
-    // One row's values, reused; after the loop it holds the last row read.
+    // One row's values, reused. A row outside the key range (half of them
+    // or more with several target shards) is decoded only as far as its
+    // vindex column; only the last row read needs its key.
     let mut values: Vec<Value> = Vec::with_capacity(plan.columns.len());
+    // The key columns of the last row read, as they came.
+    let mut last_key: Option<Vec<Option<mysql_async::Value>>> = None;
     for row in rows {
-        let raw = row.unwrap_raw();
+        let mut raw = row.unwrap_raw();
         if raw.len() != plan.columns.len() {
             return Ok(Err(format!(
                 "the snapshot returned {} columns, expected {}",
@@ -218,35 +223,53 @@ async fn read_batch(
                 plan.columns.len()
             )));
         }
-        values.clear();
-        for (col, v) in plan.columns.iter().zip(raw) {
-            let Some(v) = v else {
-                return Ok(Err(format!("column `{}` missing from the row", col.name)));
-            };
-            match col.decode_wire(v) {
-                Ok(v) => values.push(v),
-                Err(e) => return Ok(Err(e)),
+        let placed = match vcol {
+            None => true,
+            Some(i) => {
+                let v = match decode(plan, i, raw[i].clone()) {
+                    Ok(v) => v,
+                    Err(e) => return Ok(Err(e)),
+                };
+                match in_range(plan, range, Some(&v)) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e)),
+                }
             }
-        }
-        let placed = match in_range(plan, range, vcol.map(|i| &values[i])) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
         };
+        last_key = Some(plan.pk.iter().map(|&k| raw[k].clone()).collect());
         if placed {
+            values.clear();
+            for (i, v) in raw.iter_mut().enumerate() {
+                match decode(plan, i, v.take()) {
+                    Ok(v) => values.push(v),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
             writer.row(&values);
             out.in_range += 1;
         }
     }
-    if out.scanned > 0 {
-        out.last_pk = Some(
-            plan.pk
-                .iter()
-                .map(|&i| plan.columns[i].cmp_literal(&values[i]))
-                .collect(),
-        );
+    if let Some(raw) = last_key {
+        let mut key = Vec::with_capacity(plan.pk.len());
+        for (&k, v) in plan.pk.iter().zip(raw) {
+            match decode(plan, k, v) {
+                Ok(v) => key.push(plan.columns[k].cmp_literal(&v)),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        out.last_pk = Some(key);
     }
     out.insert = writer.finish();
     Ok(Ok(out))
+}
+
+/// Decodes column `i` of a snapshot row.
+fn decode(plan: &TablePlan, i: usize, v: Option<mysql_async::Value>) -> Result<Value, String> {
+    let col = &plan.columns[i];
+    match v {
+        Some(v) => col.decode_wire(v),
+        None => Err(format!("column `{}` missing from the row", col.name)),
+    }
 }
 
 /// Copies `table` from the snapshot at `p` until it is done or the cycle
@@ -323,6 +346,15 @@ async fn copy_table(
             (write.await, None)
         };
         written?;
+        tracing::debug!(
+            stream = ctx.spec.id,
+            table,
+            position = %p,
+            last_pk = ?next_state.last_pk,
+            rows = batch.in_range,
+            done = next_state.done,
+            "copy batch committed"
+        );
         ctx.stored
             .tables
             .insert(table.to_string(), next_state.clone());
