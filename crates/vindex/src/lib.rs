@@ -15,12 +15,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use des::Des;
-use des::cipher::{BlockDecrypt, BlockEncrypt, KeyInit, generic_array::GenericArray};
 use md5::{Digest, Md5};
+use sp_des::Des;
 
 pub use keyshift_types::KeyspaceId;
 
+mod sp_des;
 mod uca;
 
 /// A column value as the router extracts it from a SQL literal or a binlog
@@ -206,7 +206,7 @@ fn des_cipher() -> &'static Des {
     // The key schedule is computed once: per call it cost as much as the
     // encryption itself (a copy hashes every row it reads).
     static CIPHER: std::sync::OnceLock<Des> = std::sync::OnceLock::new();
-    CIPHER.get_or_init(|| Des::new(GenericArray::from_slice(&[0u8; 8])))
+    CIPHER.get_or_init(|| Des::new([0u8; 8]))
 }
 
 /// Vitess's `hash`: DES with an all-zero key over the big-endian uint64.
@@ -218,11 +218,7 @@ pub struct Hash;
 impl Hash {
     /// The keyspace id of one unsigned integer.
     pub fn hash_u64(n: u64) -> [u8; 8] {
-        let mut block = GenericArray::clone_from_slice(&n.to_be_bytes());
-        des_cipher().encrypt_block(&mut block);
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&block);
-        out
+        des_cipher().encrypt(n).to_be_bytes()
     }
 
     /// The integer whose keyspace id is `ksid`, if `ksid` is 8 bytes long.
@@ -230,11 +226,8 @@ impl Hash {
         if ksid.len() != 8 {
             return None;
         }
-        let mut block = GenericArray::clone_from_slice(ksid);
-        des_cipher().decrypt_block(&mut block);
-        let mut out = [0u8; 8];
-        out.copy_from_slice(&block);
-        Some(u64::from_be_bytes(out))
+        let block: [u8; 8] = ksid.try_into().ok()?;
+        Some(des_cipher().decrypt(u64::from_be_bytes(block)))
     }
 }
 
