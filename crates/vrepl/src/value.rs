@@ -182,6 +182,157 @@ impl Value {
     }
 }
 
+impl Value {
+    /// Appends this value as one field of `LOAD DATA` text in the default
+    /// format, spelled out as `CHARACTER SET binary FIELDS TERMINATED BY
+    /// '\t' ENCLOSED BY '' ESCAPED BY '\\' LINES TERMINATED BY '\n'`. The
+    /// field stores exactly what [`Value::write_sql_literal`] stores, under
+    /// the same session requirements (UTC, a permissive `sql_mode`), with
+    /// these differences the statement must account for:
+    ///
+    /// * ENUM, SET and BIT are written as their index / bitmask / integer,
+    ///   which `LOAD DATA` would read as member names (ENUM, SET) or as
+    ///   text bytes (BIT): load them into a user variable and assign
+    ///   `CAST(@v AS UNSIGNED)`.
+    /// * A YEAR is written with four digits: `LOAD DATA` reads the text
+    ///   `0` as the year 2000, while `0000` stays the zero year. (The copy
+    ///   reads YEAR columns as plain integers, which the caller must widen
+    ///   the same way.)
+    ///
+    /// NULL is `\N`; anything else, even an empty string, is data. Bytes
+    /// are escaped byte by byte (NUL, tab, newline, carriage return and the
+    /// backslash), which only reads back unchanged because `CHARACTER SET
+    /// binary` makes the server unescape byte by byte too: in a multi-byte
+    /// character set a 0x5C byte inside a character is not an escape.
+    pub fn write_load_field(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        // Writing into a Vec cannot fail.
+        let _ = match self {
+            Value::Null => {
+                out.extend_from_slice(b"\\N");
+                Ok(())
+            }
+            Value::Int(v) => {
+                if *v < 0 {
+                    out.push(b'-');
+                }
+                push_u64_bytes(out, v.unsigned_abs());
+                Ok(())
+            }
+            Value::UInt(v) | Value::Set(v) | Value::Bit(v) => {
+                push_u64_bytes(out, *v);
+                Ok(())
+            }
+            // The same text as the SQL literal (see there): the field is
+            // parsed with the same correctly rounded strtod.
+            Value::Float(v) => write!(out, "{:e}", f64::from(*v)),
+            Value::Double(v) => write!(out, "{v:e}"),
+            Value::Decimal(d) => {
+                out.extend_from_slice(d.as_bytes());
+                Ok(())
+            }
+            Value::Year(y) => write!(out, "{y:04}"),
+            Value::Enum(i) => write!(out, "{i}"),
+            Value::Date { year, month, day } => write!(out, "{year:04}-{month:02}-{day:02}"),
+            Value::DateTime {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                micros,
+            } => {
+                let _ = write!(
+                    out,
+                    "{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}"
+                );
+                write_micros_bytes(out, *micros)
+            }
+            Value::Timestamp { secs, micros } => {
+                if *secs == 0 && *micros == 0 {
+                    write!(out, "0000-00-00 00:00:00")
+                } else {
+                    let (y, mo, d, h, mi, s) = utc_from_epoch(*secs);
+                    let _ = write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
+                    write_micros_bytes(out, *micros)
+                }
+            }
+            Value::Time {
+                negative,
+                hours,
+                minutes,
+                seconds,
+                micros,
+            } => {
+                let sign = if *negative { "-" } else { "" };
+                let _ = write!(out, "{sign}{hours:02}:{minutes:02}:{seconds:02}");
+                write_micros_bytes(out, *micros)
+            }
+            Value::Text(b) | Value::Bytes(b) => {
+                push_load_escaped(out, b);
+                Ok(())
+            }
+            // MariaDB's JSON is text (and arrives as `Text`); MySQL's
+            // refuses JSON from binary strings, LOAD DATA as well as hex
+            // literals, so only MariaDB targets can load it this way.
+            Value::Json(j) => {
+                push_load_escaped(out, j.as_bytes());
+                Ok(())
+            }
+        };
+    }
+}
+
+fn write_micros_bytes(out: &mut Vec<u8>, micros: u32) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if micros != 0 {
+        write!(out, ".{micros:06}")
+    } else {
+        Ok(())
+    }
+}
+
+/// Decimal digits of `n` into a byte buffer ([`push_u64`] for `LOAD DATA`).
+fn push_u64_bytes(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// `b` with `LOAD DATA`'s escapes (backslash): NUL as `\0` (a raw NUL is
+/// read correctly too, but is fragile in any text tool looking at the
+/// stream), the field and line terminators as `\t` and `\n`, `\r` as
+/// `\r`, and the backslash itself doubled. Runs of ordinary bytes are
+/// copied as slices.
+fn push_load_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    out.reserve(b.len());
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc = match c {
+            0 => b'0',
+            b'\t' => b't',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\\' => b'\\',
+            _ => continue,
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.push(b'\\');
+        out.push(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+}
+
 /// Statements an applier session runs before using [`Value::to_sql_literal`].
 pub const APPLIER_SESSION_SQL: &[&str] = &["SET time_zone = '+00:00'"];
 

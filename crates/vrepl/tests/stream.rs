@@ -304,7 +304,7 @@ async fn wait_caught_up(r: &mut Running, pos: &Position) {
 }
 
 async fn wait_for(r: &mut Running, what: &str, f: impl Fn(&StreamProgress) -> bool) {
-    let res = tokio::time::timeout(Duration::from_secs(60), async {
+    let res = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             if f(&r.progress.borrow_and_update()) {
                 return;
@@ -479,9 +479,10 @@ async fn unsharded_to_two_shards_under_writes() {
         .enumerate()
         .map(|(i, r)| {
             let mut sp = spec(&env, i, r, tables(true));
-            // Several snapshot cycles, each after a catch-up.
+            // Several snapshot cycles, each after a catch-up (and not so
+            // many that a loaded machine spends a minute opening them).
             sp.copy_batch_rows = 20;
-            sp.copy_cycle = Duration::from_millis(20);
+            sp.copy_cycle = Duration::from_millis(100);
             spawn(sp)
         })
         .collect();
@@ -873,4 +874,212 @@ async fn type_matrix_copied_and_replicated() {
     assert_eq!(tm6, "-838:59:58.999999");
     s.cancel.cancel();
     s.task.await.unwrap().unwrap();
+}
+
+// ------------------------------------------------------------ LOAD DATA
+
+/// What `LOAD DATA` text must escape or could misread: terminators and
+/// backslashes inside values (also last in a field), the text `\N` and
+/// `NULL`, empty strings next to NULLs, NUL bytes, trailing spaces,
+/// multi-byte characters whose second byte is a backslash (SJIS, GBK),
+/// the zero YEAR, ENUM/SET members named like numbers, BIT(1)/BIT(64),
+/// and generated columns.
+const EDGE_DDL: &str = "CREATE TABLE edge (
+    id INT NOT NULL PRIMARY KEY,
+    vc VARCHAR(40) CHARACTER SET utf8mb4,
+    vb VARBINARY(40),
+    bl BLOB,
+    sj VARCHAR(10) CHARACTER SET sjis,
+    gb VARCHAR(10) CHARACTER SET gbk,
+    yr YEAR,
+    e ENUM('2','1','x'),
+    st SET('1','2','x'),
+    b1 BIT(1), b64 BIT(64),
+    g1 INT AS (id * 2) VIRTUAL,
+    g2 VARCHAR(50) CHARACTER SET utf8mb4 AS (CONCAT('<', vc, '>')) PERSISTENT,
+    ts TIMESTAMP(3) NULL DEFAULT NULL,
+    d DOUBLE
+) ENGINE=InnoDB";
+
+/// One column, so a row whose only value is empty is an empty line.
+const SOLO_DDL: &str = "CREATE TABLE solo (k VARBINARY(10) NOT NULL PRIMARY KEY) ENGINE=InnoDB";
+
+const EDGE_INSERT: &str =
+    "INSERT INTO edge (id, vc, vb, bl, sj, gb, yr, e, st, b1, b64, ts, d) VALUES";
+
+const EDGE_ROWS: &[&str] = &[
+    "(1, CONCAT('a', CHAR(9), 'b'), X'0009000A005C00', CONCAT('line1', CHAR(10), 'line2', CHAR(13), CHAR(10)),
+      X'955C', X'815C', 0, '1', '1,x', 1, 18446744073709551615, '2038-01-19 03:14:07.999', 0.1)",
+    "(2, X'5C4E', X'5C4E', 'NULL', '', NULL, 1901, '2', '', 0, 0, '1970-01-01 00:00:01', -0e0)",
+    "(3, '', X'', '', NULL, '', 2155, NULL, NULL, NULL, NULL, NULL, NULL)",
+    "(4, 'trailing  ', X'00000000', REPEAT(X'00', 100), 'a ', ' b', 2000, 'x', '2', 1,
+      9223372036854775808, '2000-02-29 12:00:00.001', 1.7976931348623157e308)",
+    "(5, CONCAT('t', CHAR(9), 'n', CHAR(10), 'b', CHAR(92), 'end', CHAR(92)), X'5C', CONCAT('x', CHAR(92)),
+      CONCAT(X'955C', X'955C'), X'815C5C', 99, '2', '1,2,x', 0, 1, NULL, 5e-324)",
+    "(6, CONCAT(CHAR(92), CHAR(92)), X'5C5C4E', X'5C0A5C09', 'NULL', 'null', 70, 'x', 'x', 1, 2, NULL, -3.5)",
+    "(7, 'héllo😀', X'FF', X'00', NULL, NULL, NULL, '1', '2,1', NULL, 255, NULL, 1e-1)",
+];
+
+async fn com_counter(c: &mut Conn, name: &str) -> u64 {
+    let row: Option<(String, u64)> = c
+        .query_first(format!("SHOW GLOBAL STATUS LIKE '{name}'"))
+        .await
+        .unwrap();
+    row.map_or(0, |r| r.1)
+}
+
+/// Runs a copy-only stream of `tables` (no vindex) to target 0 and waits
+/// for its end.
+async fn copy_only(
+    env: &Env,
+    tables: &[(&str, &[&str])],
+    batch: usize,
+) -> Result<StreamExit, StreamError> {
+    let mut sp = spec(
+        env,
+        0,
+        "-",
+        tables
+            .iter()
+            .map(|(name, pk)| TableSpec {
+                name: name.to_string(),
+                pk_columns: pk.iter().map(|c| c.to_string()).collect(),
+                vindex: None,
+            })
+            .collect(),
+    );
+    sp.copy_batch_rows = batch;
+    sp.stop_after_copy = true;
+    let s = spawn(sp);
+    tokio::time::timeout(Duration::from_secs(120), s.task)
+        .await
+        .expect("the copy ended in time")
+        .unwrap()
+}
+
+/// Copied with LOAD DATA, the edge values arrive exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_copies_edge_values_exactly() {
+    let env = servers(1).await;
+    let mut c = env.src.conn().await.unwrap();
+    create(&mut c, &[EDGE_DDL, SOLO_DDL]).await;
+    let mut t = env.targets[0].conn().await.unwrap();
+    create(&mut t, &[EDGE_DDL, SOLO_DDL]).await;
+    c.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    c.query_drop(format!("{EDGE_INSERT} {}", EDGE_ROWS.join(",")))
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO solo VALUES (''), (X'00'), (X'5C'), ('a'), (X'5C4E')")
+        .await
+        .unwrap();
+    let loads = com_counter(&mut t, "Com_load").await;
+    let exit = copy_only(&env, &[("edge", &["id"]), ("solo", &["k"])], 2).await;
+    assert_eq!(exit.unwrap(), StreamExit::CopyCompleted);
+    let targets = [(&env.targets[0], "-")];
+    assert_equal(&env.src, &targets, "edge", "id", None).await;
+    assert_equal(&env.src, &targets, "solo", "k", None).await;
+    // Empty strings stayed empty, NULLs NULL, the text "\N" text.
+    let (empty, nulls, backslash_n): (u64, u64, u64) = t
+        .query_first(
+            "SELECT SUM(vc = ''), SUM(e IS NULL), SUM(vc = X'5C4E' AND vb = X'5C4E') FROM app.edge",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((empty, nulls, backslash_n), (1, 1, 1));
+    let (yr, b64): (String, u64) = t
+        .query_first("SELECT CAST(yr AS CHAR), b64 + 0 FROM app.edge WHERE id = 1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((yr.as_str(), b64), ("0000", u64::MAX));
+    // Written by LOAD DATA (4 batches of edge, 3 of solo), not INSERTs.
+    let loaded = com_counter(&mut t, "Com_load").await - loads;
+    assert_eq!(loaded, 7, "LOAD DATA statements on the target");
+}
+
+/// A target that refuses local loads gets the same rows through INSERTs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_refused_falls_back_to_inserts() {
+    let env = servers(1).await;
+    prepare(&env, 700, 150).await;
+    let mut c = env.src.conn().await.unwrap();
+    create(&mut c, &[EDGE_DDL]).await;
+    c.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    c.query_drop(format!("{EDGE_INSERT} {}", EDGE_ROWS.join(",")))
+        .await
+        .unwrap();
+    let mut t = env.targets[0].conn().await.unwrap();
+    create(&mut t, &[EDGE_DDL]).await;
+    t.query_drop("SET GLOBAL local_infile = 0").await.unwrap();
+    let inserts = com_counter(&mut t, "Com_insert").await;
+    let exit = copy_only(
+        &env,
+        &[
+            ("customer", &["id"]),
+            ("edge", &["id"]),
+            ("tags", &["owner", "tag"]),
+        ],
+        100,
+    )
+    .await;
+    assert_eq!(exit.unwrap(), StreamExit::CopyCompleted);
+    let targets = [(&env.targets[0], "-")];
+    assert_equal(&env.src, &targets, "customer", "id", None).await;
+    assert_equal(&env.src, &targets, "edge", "id", None).await;
+    assert_equal(&env.src, &targets, "tags", "owner, tag", None).await;
+    assert!(com_counter(&mut t, "Com_insert").await > inserts);
+}
+
+/// LOAD DATA LOCAL skips a row whose key exists instead of failing; the
+/// copy notices, rolls the batch back and stops rather than lose the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_duplicate_fails_loudly() {
+    let env = servers(1).await;
+    prepare(&env, 50, 0).await;
+    let mut t = env.targets[0].conn().await.unwrap();
+    t.query_drop("INSERT INTO app.customer (id, cid) VALUES (10, -1)")
+        .await
+        .unwrap();
+    let err = copy_only(&env, &[("customer", &["id"])], 30)
+        .await
+        .expect_err("a doubled row stops the copy");
+    assert!(matches!(err, StreamError::Row { .. }), "{err}");
+    assert!(err.to_string().contains("stored 29 of 30"), "{err}");
+    assert!(!err.is_transient());
+    // The batch was rolled back with its progress.
+    let n: Option<u64> = t
+        .query_first("SELECT COUNT(*) FROM app.customer")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(1));
+    let copied: Option<Option<String>> = t
+        .query_first("SELECT last_pk FROM _keyshift.copy_state WHERE table_name = 'customer'")
+        .await
+        .unwrap();
+    assert_eq!(copied.flatten(), None);
+}
+
+/// A value the target's column cannot hold as the source has it fails the
+/// copy (a LOCAL load would otherwise truncate it with only a warning), and
+/// nothing of the batch is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_data_warning_fails_loudly() {
+    let env = servers(1).await;
+    prepare(&env, 50, 0).await;
+    let mut t = env.targets[0].conn().await.unwrap();
+    t.query_drop("ALTER TABLE app.customer MODIFY name VARCHAR(3) CHARACTER SET utf8mb4")
+        .await
+        .unwrap();
+    let err = copy_only(&env, &[("customer", &["id"])], 30)
+        .await
+        .expect_err("a truncated value stops the copy");
+    assert!(matches!(err, StreamError::Row { .. }), "{err}");
+    assert!(err.to_string().contains("warning"), "{err}");
+    assert!(!err.is_transient());
+    let n: Option<u64> = t
+        .query_first("SELECT COUNT(*) FROM app.customer")
+        .await
+        .unwrap();
+    assert_eq!(n, Some(0));
 }

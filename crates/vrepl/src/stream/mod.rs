@@ -29,7 +29,8 @@
 //! 3. From the snapshot, read the table's rows with key > `last_pk` in key
 //!    order (`ORDER BY` key, `WHERE` key > last key spelled with literals
 //!    that compare in the column's collation), `copy_batch_rows` at a time;
-//!    keep the rows whose keyspace id is in the key range; insert them,
+//!    keep the rows whose keyspace id is in the key range; write them
+//!    (`LOAD DATA LOCAL INFILE`, or INSERTs on a target that refuses it),
 //!    update `last_pk` (the last row READ, in range or not), the counters
 //!    and `position = P`, all in one target transaction. A short batch ends
 //!    the table (`done` in that same transaction); the next table continues
@@ -83,8 +84,9 @@
 //! its life; a new incarnation kills the holder and reads progress only once
 //! the lock is granted, i.e. once the old session, and its transaction, are
 //! gone (`sidecar::take_stream_lock`). Copy and replication write plain
-//! INSERTs where a row cannot exist yet, so a doubled row would fail loudly
-//! rather than pass unnoticed. Non-transactional work is the one exception: a DDL executed
+//! INSERTs where a row cannot exist yet (or, copying, a LOAD DATA whose
+//! stored row count is checked, since a local load skips duplicates), so a
+//! doubled row would fail loudly rather than pass unnoticed. Non-transactional work is the one exception: a DDL executed
 //! with `on_ddl=exec` commits implicitly, so a crash between it and the
 //! position update runs it again on restart (`exec_ignore` tolerates that).
 //!
@@ -97,6 +99,7 @@
 mod apply;
 mod copy;
 mod keyfilter;
+mod load;
 mod schema;
 mod sidecar;
 
@@ -800,7 +803,9 @@ impl<'p> Ctx<'p> {
 
     /// Commits `body` (chunks of row statements, may be empty) with the
     /// stream's new position and `extra` progress statements in ONE target
-    /// transaction, then updates the in-memory mirror.
+    /// transaction, then updates the in-memory mirror. (The copy's
+    /// `LOAD DATA` batches commit through `Ctx::commit_load`, which ends
+    /// its transaction with the same [`load::commit_tail`].)
     async fn commit(
         &mut self,
         body: Vec<String>,
@@ -809,18 +814,7 @@ impl<'p> Ctx<'p> {
         state: StreamState,
         extra: &[String],
     ) -> Result<(), StreamError> {
-        let mut tail = String::with_capacity(512);
-        for e in extra {
-            tail.push_str(e);
-            tail.push_str(";\n");
-        }
-        tail.push_str(&position_sql(
-            self.spec.id,
-            position,
-            applied,
-            state.as_str(),
-        ));
-        tail.push_str(";\nCOMMIT");
+        let tail = load::commit_tail(self.spec.id, position, applied, state, extra);
         // Usually one round trip: the server stops at the first failing
         // statement, and the caller drops the connection (rolling back) on
         // error. Large batches go in several packets of one transaction.
