@@ -14,11 +14,19 @@
 #              -80 tablet's server, database sbfull, which holds ALL the rows
 #              in one server (there is no "direct" for a sharded keyspace; this
 #              is what the same data costs unsharded on the same kind of server).
-# Both sides use TCP on 127.0.0.1 and prepared statements (--db-ps-mode=auto).
+# Both sides use prepared statements (--db-ps-mode=auto) and the same
+# transport, never a mix:
+#   tcp:    both over TCP to 127.0.0.1 (direct: the tablet's port; gate: its
+#           port);
+#   socket: both over unix sockets (direct: the tablet's mysqld socket, as
+#           root's sysbench user sb@localhost; gate: the gate's socket,
+#           `[gate] socket`, default <data_dir>/gate.sock).
+# Each transport gets its own gate/direct ratio.
 #
 # Usage: bench/gate/gate.sh            (from anywhere; builds target/release)
 # Env:   TIME=20 ROUNDS=3 THREADS=4 TABLES=4 TABLE_SIZE=10000
 #        WORKLOADS="oltp_point_select oltp_read_write"  SKIP_BUILD=1  KEEP=1
+#        TRANSPORT=tcp|socket|both (default both; rounds interleave them)
 #        RESULTS=bench/gate/RESULTS.md (where the summary is written; "" = don't)
 #        KEYSHIFT_BIN=<binary> (used as is, no build)
 #        MAX_GATE_ERRORS=N (fail when sysbench through the gate saw more than N
@@ -41,12 +49,19 @@ THREADS=${THREADS:-4}
 TABLES=${TABLES:-4}
 TABLE_SIZE=${TABLE_SIZE:-10000}
 WORKLOADS=${WORKLOADS:-"oltp_point_select oltp_read_write"}
+TRANSPORT=${TRANSPORT:-both}
+case $TRANSPORT in
+  tcp) TRANSPORTS="tcp" ;;
+  socket) TRANSPORTS="socket" ;;
+  both) TRANSPORTS="tcp socket" ;;
+  *) printf 'gate.sh: TRANSPORT must be tcp, socket or both, not %s\n' "$TRANSPORT" >&2; exit 2 ;;
+esac
 RESULTS=${RESULTS-$ROOT/bench/gate/RESULTS.md}
 MAX_GATE_ERRORS=${MAX_GATE_ERRORS:-}
 # shellcheck source=../lib.sh
 . "$ROOT/bench/lib.sh"
 COMMAND="bench/gate/gate.sh${*:+ $*}"
-ENV_LINE="TIME=$TIME ROUNDS=$ROUNDS THREADS=$THREADS TABLES=$TABLES TABLE_SIZE=$TABLE_SIZE"
+ENV_LINE="TIME=$TIME ROUNDS=$ROUNDS THREADS=$THREADS TABLES=$TABLES TABLE_SIZE=$TABLE_SIZE TRANSPORT=$TRANSPORT WORKLOADS=\"$WORKLOADS\""
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "gate.sh: $*"; exit 1; }
@@ -100,6 +115,12 @@ say "== keyshift up --detach ($WORK)"
 # The gate's bound port (it listens on port 0: no race with other servers).
 GATE_PORT=$(ready_field "$WORK/data" gate)
 GATE_PORT=${GATE_PORT##*:}
+# Its unix socket (the cluster file keeps the default, <data_dir>/gate.sock).
+GATE_SOCK=""
+if [[ " $TRANSPORTS " == *" socket "* ]]; then
+  GATE_SOCK=$(ready_field "$WORK/data" gate_socket) || die "keyshift.ready has no gate_socket"
+  [ -S "$GATE_SOCK" ] || die "the gate has no unix socket (keyshift.ready gate_socket: $GATE_SOCK)"
+fi
 
 # keyspace shard -> the tablet's unix socket (root there needs no password).
 tablets_json=$("$BIN" --cluster "$CLUSTER" tablet list --format json)
@@ -132,16 +153,19 @@ S1_PORT=$(port_of sbshard -80)
 S2_SOCK=$(socket_of sbshard 80-)
 
 root_sql() { mariadb --no-defaults -uroot -S "$1" "${@:2}"; }
+# sb@127.0.0.1 for TCP, sb@localhost for the servers' unix sockets.
 for sock in "$PLAIN_SOCK" "$S1_SOCK" "$S2_SOCK"; do
   root_sql "$sock" -e "CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
-                       GRANT ALL ON *.* TO '$DB_USER'@'127.0.0.1';"
+                       GRANT ALL ON *.* TO '$DB_USER'@'127.0.0.1';
+                       CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
+                       GRANT ALL ON *.* TO '$DB_USER'@'localhost';"
 done
 root_sql "$S1_SOCK" -e "CREATE DATABASE IF NOT EXISTS sbfull"
 
-sb_common=(--tables="$TABLES" --table-size="$TABLE_SIZE" --mysql-host=127.0.0.1)
+sb_common=(--tables="$TABLES" --table-size="$TABLE_SIZE")
 
 say "== loading $TABLES x $TABLE_SIZE rows into sbplain (sysbench prepare, direct)"
-sysbench oltp_read_write "${sb_common[@]}" --mysql-port="$PLAIN_PORT" \
+sysbench oltp_read_write "${sb_common[@]}" --mysql-host=127.0.0.1 --mysql-port="$PLAIN_PORT" \
   --mysql-user="$DB_USER" --mysql-password="$DB_PASS" --mysql-db=sbplain prepare >/dev/null
 
 tables=""
@@ -179,14 +203,25 @@ for sock in "$S1_SOCK" "$S2_SOCK"; do
   say "   shard rows: $(root_sql "$sock" -N sbshard -e 'SELECT COUNT(*) FROM sbtest1') of $TABLE_SIZE in sbtest1"
 done
 
-# run <workload> <port> <user> <pass> <db> -> "tps p95 errors"
+# sysbench's connection arguments for an endpoint "tcp:PORT" or "socket:PATH".
+# (libmysqlclient uses the socket only when the host is localhost.)
+endpoint_args() {
+  case $1 in
+    tcp:*) printf '%s\n' --mysql-host=127.0.0.1 "--mysql-port=${1#tcp:}" ;;
+    socket:*) printf '%s\n' --mysql-host=localhost "--mysql-socket=${1#socket:}" ;;
+    *) die "bad endpoint $1" ;;
+  esac
+}
+
+# run <workload> <endpoint> <user> <pass> <db> -> "tps p95 errors"
 run() {
-  local out
+  local out conn
+  mapfile -t conn < <(endpoint_args "$2")
   out=$(sysbench "$1" "${sb_common[@]}" --threads="$THREADS" --time="$TIME" \
     --db-ps-mode=auto --report-interval=0 --percentile=95 \
-    --mysql-port="$2" --mysql-user="$3" --mysql-password="$4" --mysql-db="$5" run 2>&1) || {
+    "${conn[@]}" --mysql-user="$3" --mysql-password="$4" --mysql-db="$5" run 2>&1) || {
     say "$out"
-    die "sysbench $1 on port $2 ($5) failed"
+    die "sysbench $1 on $2 ($5) failed"
   }
   local tps p95 err
   tps=$(printf '%s\n' "$out" | sed -n 's/.*transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p')
@@ -194,7 +229,7 @@ run() {
   err=$(printf '%s\n' "$out" | sed -n 's/.*ignored errors: *\([0-9]*\).*/\1/p')
   if [ -z "$tps" ] || [ -z "$err" ] || ! python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$tps"; then
     say "$out"
-    die "sysbench $1 on port $2 ($5) ran no transactions"
+    die "sysbench $1 on $2 ($5) ran no transactions"
   fi
   printf '%s %s %s\n' "$tps" "$p95" "$err"
 }
@@ -208,23 +243,28 @@ record() { # key tps p95 err
 
 for w in $WORKLOADS; do
   for kind in unsharded sharded; do
-    if [ "$kind" = unsharded ]; then
-      direct=("$PLAIN_PORT" "$DB_USER" "$DB_PASS" sbplain)
-      gate=("$GATE_PORT" "$GATE_USER" "$GATE_PASS" sbplain)
-    else
-      direct=("$S1_PORT" "$DB_USER" "$DB_PASS" sbfull)
-      gate=("$GATE_PORT" "$GATE_USER" "$GATE_PASS" sbshard)
-    fi
     for r in $(seq 1 "$ROUNDS"); do
-      # Alternate who goes first, so that drift (buffer pool warming, page
-      # flushing) does not favour one side.
-      if [ $((r % 2)) = 1 ]; then order="direct gate"; else order="gate direct"; fi
-      for side in $order; do
-        if [ "$side" = direct ]; then res=$(run "$w" "${direct[@]}"); else res=$(run "$w" "${gate[@]}"); fi
-        # shellcheck disable=SC2086
-        set -- $res
-        say "   $w $kind round $r $side: tps $1 p95 ${2}ms ignored errors $3"
-        record "$w/$kind/$side" "$1" "$2" "$3"
+      for t in $TRANSPORTS; do
+        # The same transport on both sides: tcp ports, or unix sockets.
+        if [ "$kind" = unsharded ]; then
+          if [ "$t" = tcp ]; then d_ep=tcp:$PLAIN_PORT g_ep=tcp:$GATE_PORT; else d_ep=socket:$PLAIN_SOCK g_ep=socket:$GATE_SOCK; fi
+          direct=("$d_ep" "$DB_USER" "$DB_PASS" sbplain)
+          gate=("$g_ep" "$GATE_USER" "$GATE_PASS" sbplain)
+        else
+          if [ "$t" = tcp ]; then d_ep=tcp:$S1_PORT g_ep=tcp:$GATE_PORT; else d_ep=socket:$S1_SOCK g_ep=socket:$GATE_SOCK; fi
+          direct=("$d_ep" "$DB_USER" "$DB_PASS" sbfull)
+          gate=("$g_ep" "$GATE_USER" "$GATE_PASS" sbshard)
+        fi
+        # Alternate who goes first, so that drift (buffer pool warming, page
+        # flushing) does not favour one side.
+        if [ $((r % 2)) = 1 ]; then order="direct gate"; else order="gate direct"; fi
+        for side in $order; do
+          if [ "$side" = direct ]; then res=$(run "$w" "${direct[@]}"); else res=$(run "$w" "${gate[@]}"); fi
+          # shellcheck disable=SC2086
+          set -- $res
+          say "   $w $kind $t round $r $side: tps $1 p95 ${2}ms ignored errors $3"
+          record "$w/$kind/$t/$side" "$1" "$2" "$3"
+        done
       done
     done
   done
@@ -235,36 +275,54 @@ mean2() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(f"{s
 ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}")' "$1" "$2"; }
 
 table=$(
-  printf '| workload | keyspace | direct TPS | gate TPS | gate/direct | direct p95 ms | gate p95 ms | ignored errors (direct/gate) |\n'
-  printf '|---|---|---:|---:|---:|---:|---:|---|\n'
+  printf '| workload | keyspace | transport | direct TPS | gate TPS | gate/direct | direct p95 ms | gate p95 ms | ignored errors (direct/gate) |\n'
+  printf '|---|---|---|---:|---:|---:|---:|---:|---|\n'
   for w in $WORKLOADS; do
     for kind in unsharded sharded; do
-      # shellcheck disable=SC2086
-      dt=$(mean ${TPS[$w/$kind/direct]}); gt=$(mean ${TPS[$w/$kind/gate]})
-      # shellcheck disable=SC2086
-      dp=$(mean2 ${P95[$w/$kind/direct]}); gp=$(mean2 ${P95[$w/$kind/gate]})
-      printf '| %s | %s | %s | %s | **%s** | %s | %s | %s/%s |\n' "$w" "$kind" "$dt" "$gt" "$(ratio "$gt" "$dt")" \
-        "$dp" "$gp" "${ERR[$w/$kind/direct]}" "${ERR[$w/$kind/gate]}"
+      for t in $TRANSPORTS; do
+        k=$w/$kind/$t
+        # shellcheck disable=SC2086
+        dt=$(mean ${TPS[$k/direct]}); gt=$(mean ${TPS[$k/gate]})
+        # shellcheck disable=SC2086
+        dp=$(mean2 ${P95[$k/direct]}); gp=$(mean2 ${P95[$k/gate]})
+        printf '| %s | %s | %s | %s | %s | **%s** | %s | %s | %s/%s |\n' "$w" "$kind" "$t" "$dt" "$gt" "$(ratio "$gt" "$dt")" \
+          "$dp" "$gp" "${ERR[$k/direct]}" "${ERR[$k/gate]}"
+      done
     done
   done
 )
 rounds=$(
   for w in $WORKLOADS; do
     for kind in unsharded sharded; do
-      printf -- '- %s %s: direct TPS%s; gate TPS%s\n' "$w" "$kind" "${TPS[$w/$kind/direct]}" "${TPS[$w/$kind/gate]}"
+      for t in $TRANSPORTS; do
+        k=$w/$kind/$t
+        printf -- '- %s %s %s: direct TPS%s; gate TPS%s\n' "$w" "$kind" "$t" "${TPS[$k/direct]}" "${TPS[$k/gate]}"
+      done
     done
   done
 )
 target=""
 if [[ " $WORKLOADS " == *" oltp_read_write "* ]]; then
-  # shellcheck disable=SC2086
-  r=$(ratio "$(mean ${TPS[oltp_read_write/unsharded/gate]})" "$(mean ${TPS[oltp_read_write/unsharded/direct]})")
-  if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.85 else 1)' "$r"; then
-    target="Target (oltp_read_write unsharded ≥ 0.85× direct): **met** ($r×)."
-  else
-    target="Target (oltp_read_write unsharded ≥ 0.85× direct): **not met** ($r×)."
-  fi
+  target="Target (oltp_read_write unsharded ≥ 0.85× direct, same transport on both sides):"
+  for t in $TRANSPORTS; do
+    # shellcheck disable=SC2086
+    r=$(ratio "$(mean ${TPS[oltp_read_write/unsharded/$t/gate]})" "$(mean ${TPS[oltp_read_write/unsharded/$t/direct]})")
+    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= 0.85 else 1)' "$r"; then
+      target="$target $t **met** ($r×);"
+    else
+      target="$target $t **not met** ($r×);"
+    fi
+  done
+  target="${target%;}."
 fi
+transports_line=$(
+  for t in $TRANSPORTS; do
+    case $t in
+      tcp) printf '%s' "tcp: both sides over TCP to 127.0.0.1. " ;;
+      socket) printf '%s' "socket: both sides over unix sockets (direct: the tablet's mysqld socket; gate: the gate's socket). " ;;
+    esac
+  done
+)
 
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 machine="$(nproc) CPUs ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr); $(mariadbd --version 2>/dev/null | sed 's/^.*Ver //'); $(sysbench --version). Load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg). sysbench, the gate and the servers share these CPUs."
@@ -276,7 +334,7 @@ Machine: $machine
 Command: \`$ENV_LINE $COMMAND\` (git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ', with uncommitted changes'))
 
 sysbench: $THREADS threads, $TIME s per run, $ROUNDS rounds per side alternating, $TABLES tables × $TABLE_SIZE rows,
-\`--db-ps-mode=auto\`, TCP to 127.0.0.1. Means over the rounds.
+\`--db-ps-mode=auto\`. Means over the rounds. ${transports_line}
 Unsharded: direct = the sbplain tablet's own server. Sharded (2 shards, hash on id): direct = ONE server
 (the -80 tablet's) holding ALL rows in database sbfull.
 
@@ -312,9 +370,11 @@ fi
 gate_errors=0
 for w in $WORKLOADS; do
   for kind in unsharded sharded; do
-    gate_errors=$((gate_errors + ${ERR[$w/$kind/gate]}))
+    for t in $TRANSPORTS; do
+      gate_errors=$((gate_errors + ${ERR[$w/$kind/$t/gate]}))
+    done
   done
 done
 [ -z "$MAX_GATE_ERRORS" ] || [ "$gate_errors" -le "$MAX_GATE_ERRORS" ] ||
   die "sysbench through the gate saw $gate_errors ignored errors (MAX_GATE_ERRORS=$MAX_GATE_ERRORS)"
-echo "check gate: ok — $ROUNDS round(s) of $TIME s per side of $WORKLOADS, unsharded and sharded; every sysbench run succeeded, $gate_errors errors through the gate"
+echo "check gate: ok — $ROUNDS round(s) of $TIME s per side of $WORKLOADS, unsharded and sharded, over $TRANSPORTS; every sysbench run succeeded, $gate_errors errors through the gate"

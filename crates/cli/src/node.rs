@@ -25,6 +25,10 @@ pub struct NodeInfo {
     /// Where applications connect (the gate's bound address).
     #[serde(default)]
     pub gate: Option<String>,
+    /// The gate's unix socket, for applications on this host; None when
+    /// `[gate] socket = ""` turns it off.
+    #[serde(default)]
+    pub gate_socket: Option<PathBuf>,
     /// The API and dashboard's bound address.
     #[serde(default)]
     pub api: Option<String>,
@@ -140,6 +144,20 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
             )
         })?;
     }
+    // So is its socket. A socket file that nothing answers on is a killed
+    // node's leftover, which the gate replaces (this node holds the data
+    // dir's lock, so no other node of this data dir can be starting on it);
+    // one that answers belongs to a live process and is never taken over.
+    let gate_socket = file.gate_socket().map_err(anyhow::Error::msg)?;
+    if let Some(path) = &gate_socket
+        && std::os::unix::net::UnixStream::connect(path).is_ok()
+    {
+        bail!(
+            "gate socket {} is in use by another process; set [gate] socket in {} (\"\" turns it off)",
+            path.display(),
+            file.path.display()
+        );
+    }
 
     let topo = keyshift_topo::open(&file.topo_url())
         .await
@@ -173,7 +191,10 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
     let gate = match keyshift_gate::service::start(
         topo.clone(),
         gate_addr,
-        keyshift_gate::service::GateOptions::default(),
+        keyshift_gate::service::GateOptions {
+            socket: gate_socket,
+            ..keyshift_gate::service::GateOptions::default()
+        },
         cancel.clone(),
     )
     .await
@@ -207,6 +228,7 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         data_dir: data_dir.clone(),
         tablets: managed.len(),
         gate: Some(gate.addr().to_string()),
+        gate_socket: gate.socket().map(Path::to_path_buf),
         api: Some(api.server.addr().to_string()),
     };
     std::fs::write(ready_path(&data_dir), serde_json::to_vec_pretty(&info)?)
@@ -216,7 +238,7 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         managed.len(),
         data_dir.display()
     );
-    print_gate_hint(&file, &gate.addr().to_string());
+    print_gate_hint(&file, &gate.addr().to_string(), gate.socket());
     print_api_hint(&api.server.addr().to_string(), &api.token_path);
     println!("  keyshift status   shows keyspaces, shards and tablets");
     println!("  Ctrl-C            stops everything");
@@ -314,6 +336,9 @@ async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> R
                 node.tablets,
                 data_dir.display()
             );
+            if let Some(addr) = &node.gate {
+                print_gate_hint(file, addr, node.gate_socket.as_deref());
+            }
             if let Some(addr) = &node.api {
                 print_api_hint(addr, &keyshift_api::token_path(&data_dir));
             }
@@ -371,19 +396,35 @@ fn print_api_hint(addr: &str, token_path: &Path) {
     );
 }
 
-/// How to connect, with the first gate user as the example.
-fn print_gate_hint(file: &ClusterFile, addr: &str) {
+/// How to connect, over TCP and over the unix socket, with the first gate
+/// user as the example.
+fn print_gate_hint(file: &ClusterFile, addr: &str, socket: Option<&Path>) {
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "15306"));
     match file.gate.users.first() {
-        Some(u) => println!(
-            "  gate: {addr}   mariadb -h{host} -P{port} -u{} -p   (users: [[gate.user]] in {})",
-            u.name,
-            file.path.display()
-        ),
-        None => println!(
-            "  gate: {addr}   (no [[gate.user]] in {}: add one to connect)",
-            file.path.display()
-        ),
+        Some(u) => {
+            println!(
+                "  gate: {addr}   mariadb -h{host} -P{port} -u{} -p   (users: [[gate.user]] in {})",
+                u.name,
+                file.path.display()
+            );
+            if let Some(s) = socket {
+                println!(
+                    "  gate socket: {}   mariadb -S {} -u{} -p   (same host, faster)",
+                    s.display(),
+                    s.display(),
+                    u.name
+                );
+            }
+        }
+        None => {
+            println!(
+                "  gate: {addr}   (no [[gate.user]] in {}: add one to connect)",
+                file.path.display()
+            );
+            if let Some(s) = socket {
+                println!("  gate socket: {}", s.display());
+            }
+        }
     }
 }
 

@@ -74,6 +74,12 @@ fn default_cell() -> String {
 pub struct GateSection {
     #[serde(default = "default_gate_listen")]
     pub listen: String,
+    /// The gate's unix socket, for applications on this host (`mariadb -S
+    /// PATH`): absent means `<data_dir>/gate.sock`, `""` none; a relative
+    /// path is relative to the cluster file's directory, like `data_dir`.
+    /// See [`ClusterFile::gate_socket`].
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
     #[serde(default, rename = "user")]
     pub users: Vec<GateUserDecl>,
 }
@@ -82,10 +88,18 @@ impl Default for GateSection {
     fn default() -> Self {
         GateSection {
             listen: default_gate_listen(),
+            socket: None,
             users: Vec::new(),
         }
     }
 }
+
+/// Longest path a unix socket can have (`sockaddr_un.sun_path` is 108 bytes
+/// on Linux, with the terminating NUL).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// The default gate socket's name in the data dir.
+const GATE_SOCKET: &str = "gate.sock";
 
 fn default_gate_listen() -> String {
     "127.0.0.1:15306".to_string()
@@ -359,6 +373,45 @@ impl ClusterFile {
         self.base_dir.join(&self.data_dir)
     }
 
+    /// Where the gate listens for unix socket clients, None when `[gate]
+    /// socket = ""` turns it off. The default is `<data_dir>/gate.sock`, or,
+    /// when that path is too long for a unix socket, a path under /tmp
+    /// named by a hash of the data dir (stable across restarts, distinct per
+    /// data dir). An explicit path that is too long is an error: silently
+    /// listening elsewhere would leave its clients failing.
+    pub fn gate_socket(&self) -> Result<Option<PathBuf>, String> {
+        match &self.gate.socket {
+            Some(p) if p.as_os_str().is_empty() => Ok(None),
+            Some(p) => {
+                let path = self.base_dir.join(p);
+                if path.as_os_str().len() > MAX_SOCKET_PATH {
+                    return Err(format!(
+                        "[gate] socket: {} is {} bytes long; unix socket paths can have at most {MAX_SOCKET_PATH}",
+                        path.display(),
+                        path.as_os_str().len()
+                    ));
+                }
+                Ok(Some(path))
+            }
+            None => {
+                let dir = self.data_dir();
+                let path = dir.join(GATE_SOCKET);
+                if path.as_os_str().len() <= MAX_SOCKET_PATH {
+                    return Ok(Some(path));
+                }
+                // FNV-1a, as the managed tablets' long-path sockets use
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in dir.as_os_str().as_encoded_bytes() {
+                    h ^= u64::from(*b);
+                    h = h.wrapping_mul(0x0100_0000_01b3);
+                }
+                Ok(Some(PathBuf::from(format!(
+                    "/tmp/keyshift-gate-{h:016x}.sock"
+                ))))
+            }
+        }
+    }
+
     /// The topo URL, with the default file store under the data dir.
     pub fn topo_url(&self) -> String {
         match self.topo.as_deref() {
@@ -480,6 +533,52 @@ mod tests {
         )
         .expect_err("unknown role");
         assert!(err.to_string().contains("rdonly"), "{err}");
+    }
+
+    #[test]
+    fn the_gate_socket_defaults_to_the_data_dir_and_can_be_turned_off() {
+        let mut f = parse("data_dir = \"d\"\n").expect("parses");
+        f.base_dir = PathBuf::from("/srv/ks");
+        assert_eq!(
+            f.gate_socket(),
+            Ok(Some(PathBuf::from("/srv/ks/d/gate.sock")))
+        );
+        let mut f = parse("[gate]\nsocket = \"\"\n").expect("parses");
+        f.base_dir = PathBuf::from("/srv/ks");
+        assert_eq!(f.gate_socket(), Ok(None));
+        let mut f = parse("[gate]\nsocket = \"run/g.sock\"\n").expect("parses");
+        f.base_dir = PathBuf::from("/srv/ks");
+        assert_eq!(
+            f.gate_socket(),
+            Ok(Some(PathBuf::from("/srv/ks/run/g.sock")))
+        );
+        let mut f = parse("[gate]\nsocket = \"/run/keyshift/gate.sock\"\n").expect("parses");
+        f.base_dir = PathBuf::from("/srv/ks");
+        assert_eq!(
+            f.gate_socket(),
+            Ok(Some(PathBuf::from("/run/keyshift/gate.sock")))
+        );
+    }
+
+    #[test]
+    fn a_long_gate_socket_path_moves_to_tmp_unless_explicit() {
+        let long = format!("/srv/{}", "x".repeat(120));
+        let mut f = parse("").expect("parses");
+        f.base_dir = PathBuf::from(&long);
+        let p = f.gate_socket().expect("default").expect("on");
+        assert!(
+            p.to_string_lossy().starts_with("/tmp/keyshift-gate-"),
+            "{}",
+            p.display()
+        );
+        assert!(p.as_os_str().len() <= MAX_SOCKET_PATH);
+        assert_eq!(f.gate_socket().expect("stable"), Some(p.clone()));
+        f.base_dir = PathBuf::from(format!("{long}y"));
+        assert_ne!(f.gate_socket().expect("other dir"), Some(p));
+        let mut f = parse("[gate]\nsocket = \"g.sock\"\n").expect("parses");
+        f.base_dir = PathBuf::from(&long);
+        let err = f.gate_socket().expect_err("too long");
+        assert!(err.contains("at most 107"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! * [`passthrough`]: a handler that forwards everything to one backend.
 //! * [`executor`]: the handler that runs the router's plans over the
 //!   keyspaces and shards of the topo.
-//! * [`service`]: the gate the node starts — listener, executor, topo watch.
+//! * [`service`]: the gate the node starts — listeners (TCP and a unix
+//!   socket), executor, topo watch.
 //! * [`topo_auth`]: gate users from the topo.
 //!
 //! Speed comes from a few rules: one flush per response, raw forwarding of

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::AsyncWrite;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 use crate::auth::{Authenticator, NATIVE_PASSWORD, new_scramble};
 use crate::error::GateError;
@@ -505,14 +505,34 @@ impl Gate {
         }
     }
 
-    /// Runs one client connection to completion.
+    /// Runs one TCP client connection to completion.
     pub async fn handle_connection(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        let (r, w) = stream.into_split();
+        self.serve_client(r, Box::new(w), peer.ip().to_string())
+            .await;
+    }
+
+    /// Runs one unix socket client connection to completion. Its peer is
+    /// on this host, so it authenticates as `user@localhost`, as with
+    /// mysqld.
+    pub async fn handle_unix_connection(self: Arc<Self>, stream: UnixStream) {
+        let (r, w) = stream.into_split();
+        self.serve_client(r, Box::new(w), "localhost".to_string())
+            .await;
+    }
+
+    /// The connection itself, whatever the transport. Generic over the read
+    /// half, so that the hot path (every command is read through it) keeps
+    /// static dispatch; the writer is boxed anyway for [`Response`].
+    async fn serve_client<R>(self: Arc<Self>, read: R, write: ClientWrite, host: String)
+    where
+        R: AsyncRead + Send + Unpin,
+    {
         let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
         self.threads.fetch_add(1, Ordering::Relaxed);
-        let (r, w) = stream.into_split();
-        let reader = PacketReader::new(r, self.config.max_allowed_packet);
-        let writer = PacketWriter::new(Box::new(w) as ClientWrite);
+        let reader = PacketReader::new(read, self.config.max_allowed_packet);
+        let writer = PacketWriter::new(write);
         let mut conn = Conn {
             gate: self.clone(),
             reader,
@@ -520,7 +540,7 @@ impl Gate {
             caps: CapabilityFlags::empty(),
             id,
             scramble: new_scramble(),
-            host: peer.ip().to_string(),
+            host,
             user: String::new(),
             stmts: FxHashMap::default(),
             next_stmt: 1,
@@ -554,9 +574,10 @@ enum ConnError {
     Rejected(GateError),
 }
 
-struct Conn {
+/// One client connection; `R` is the read half of its stream (TCP or unix).
+struct Conn<R> {
     gate: Arc<Gate>,
-    reader: PacketReader<tokio::net::tcp::OwnedReadHalf>,
+    reader: PacketReader<R>,
     writer: PacketWriter<ClientWrite>,
     caps: CapabilityFlags,
     id: u32,
@@ -579,7 +600,7 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-impl Conn {
+impl<R: AsyncRead + Send + Unpin> Conn<R> {
     async fn send_error(&mut self, e: &GateError) -> Result<(), PacketError> {
         let start = self.writer.begin_packet();
         put_err(self.writer.buf_mut(), e.code, &e.sqlstate, &e.message);

@@ -9,18 +9,29 @@
 //! atomically: statements never wait for a rebuild, and each one sees
 //! either the old state or the new one. Pools of tablets whose connection
 //! settings did not change are kept.
+//!
+//! Besides TCP the gate can listen on a unix socket
+//! ([`GateOptions::socket`]), like vtgate's `--mysql_server_socket_path`:
+//! for applications on the same host it skips the loopback TCP stack, a
+//! large part of the kernel's work per statement (bench/gate measures 12–26%
+//! more TPS through the gate over it). Both listeners feed the same event
+//! loops and the same sessions; socket peers authenticate as
+//! `user@localhost`.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use keyshift_cluster::file::MAX_SOCKET_PATH;
 use keyshift_cluster::model::keys;
 use keyshift_cluster::{ClusterError, ops};
 use keyshift_router::{KeyspaceSpec, SnapshotError};
 use keyshift_topo::{Revision, Topo, TopoError, WatchEvent};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -56,6 +67,11 @@ pub struct GateOptions {
     /// shared work-stealing runtime. 0: connections run on the runtime
     /// that called [`start`].
     pub io_threads: usize,
+    /// A unix socket to listen on as well as TCP (None: TCP only). A socket
+    /// file left there by a gate that died is replaced, one that a live
+    /// process answers on is not; the file is made owner-only (0600) and is
+    /// removed when the gate stops.
+    pub socket: Option<PathBuf>,
 }
 
 impl Default for GateOptions {
@@ -70,6 +86,7 @@ impl Default for GateOptions {
             max_allowed_packet: GateConfig::default().max_allowed_packet,
             rebuild_debounce: Duration::from_millis(3),
             io_threads: default_io_threads(),
+            socket: None,
         }
     }
 }
@@ -100,11 +117,112 @@ pub enum GateStartError {
     Routing(#[from] SnapshotError),
     #[error("cannot start the gate's event loop threads: {0}")]
     Threads(std::io::Error),
+    #[error(
+        "gate socket {} is in use by another process; set [gate] socket in the cluster file (\"\" turns it off)",
+        path.display()
+    )]
+    SocketInUse { path: PathBuf },
+    #[error("cannot listen on the unix socket {}: {reason}", path.display())]
+    Socket { path: PathBuf, reason: String },
+}
+
+/// The gate's unix socket file while it listens; removes the file when the
+/// gate stops, unless another process replaced it meanwhile (same path,
+/// another inode), so that a gate never deletes a successor's socket.
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    fn remove(&self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(path = %self.path.display(), "cannot remove the gate socket: {e}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Binds the unix socket at `path`, replacing a stale socket file (one that
+/// nothing answers on: its gate died without removing it). Anything else at
+/// the path — a live socket, a regular file — is left alone and reported.
+fn bind_socket(path: &Path) -> Result<(UnixListener, SocketFile), GateStartError> {
+    let fail = |reason: String| GateStartError::Socket {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if path.as_os_str().len() > MAX_SOCKET_PATH {
+        return Err(fail(format!(
+            "the path is {} bytes long; unix socket paths can have at most {MAX_SOCKET_PATH}",
+            path.as_os_str().len()
+        )));
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            // A blocking connect to a unix socket returns at once: accepted
+            // (or queued) by a listener, or refused when nobody listens.
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(GateStartError::SocketInUse {
+                        path: path.to_path_buf(),
+                    });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    tracing::info!(path = %path.display(), "removing a stale gate socket");
+                    std::fs::remove_file(path)
+                        .map_err(|e| fail(format!("cannot remove the stale socket file: {e}")))?;
+                }
+                Err(e) => return Err(fail(format!("cannot check the existing socket: {e}"))),
+            }
+        }
+        Ok(_) => {
+            return Err(fail(
+                "the path exists and is not a socket; remove it or choose another path".to_string(),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fail(e.to_string())),
+    }
+    let listener = UnixListener::bind(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            // created by someone else between the check and the bind
+            GateStartError::SocketInUse {
+                path: path.to_path_buf(),
+            }
+        } else {
+            fail(e.to_string())
+        }
+    })?;
+    // Before the socket file is made owner-only it has the umask's mode; a
+    // connection accepted in that instant still has to authenticate.
+    let file = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::symlink_metadata(path))
+        .map(|m| SocketFile {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+        });
+    match file {
+        Ok(f) => Ok((listener, f)),
+        Err(e) => {
+            drop(listener);
+            let _ = std::fs::remove_file(path);
+            Err(fail(format!(
+                "cannot restrict the socket to its owner: {e}"
+            )))
+        }
+    }
 }
 
 /// A running gate. Dropping it stops the gate as cancelling does.
 pub struct GateService {
     addr: SocketAddr,
+    socket: Option<PathBuf>,
     routing: Arc<Routing>,
     users: Arc<TopoUsers>,
     stop: CancellationToken,
@@ -121,6 +239,11 @@ impl GateService {
     /// The bound address (the real port when asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The unix socket the gate listens on, if any.
+    pub fn socket(&self) -> Option<&Path> {
+        self.socket.as_deref()
     }
 
     /// The routing state sessions use.
@@ -152,9 +275,10 @@ impl Drop for GateService {
     }
 }
 
-/// Binds `listen`, loads the cluster from the topo and starts serving.
-/// Cancelling `cancel` stops accepting, closes every client connection
-/// (their backend transactions roll back) and ends the topo watch.
+/// Binds `listen` (and [`GateOptions::socket`]), loads the cluster from the
+/// topo and starts serving. Cancelling `cancel` stops accepting, closes
+/// every client connection (their backend transactions roll back), removes
+/// the socket file and ends the topo watch.
 pub async fn start(
     topo: Arc<dyn Topo>,
     listen: SocketAddr,
@@ -175,6 +299,9 @@ pub async fn start(
         addr: listen,
         source: e,
     })?;
+    let socket = opts.socket.as_deref().map(bind_socket).transpose()?;
+    // From here on a failed start must not leave the socket file behind.
+    let socket = SocketGuard(socket);
 
     // Watches start from the revision read before loading, so a change made
     // while loading is seen again rather than missed.
@@ -213,8 +340,13 @@ pub async fn start(
     );
 
     let stop = cancel.child_token();
+    let socket_path = socket.0.as_ref().map(|(_, f)| f.path.clone());
+    let listeners = Listeners {
+        tcp: listener,
+        unix: socket.take(),
+    };
     let accept = if opts.io_threads == 0 {
-        tokio::spawn(accept_loop(gate, listener, stop.clone()))
+        tokio::spawn(accept_loop(gate, listeners, stop.clone()))
     } else {
         let mut loops = Vec::with_capacity(opts.io_threads);
         for i in 0..opts.io_threads {
@@ -223,11 +355,12 @@ pub async fn start(
                 Err(e) => {
                     // the loops already started end with the token
                     stop.cancel();
+                    listeners.close();
                     return Err(GateStartError::Threads(e));
                 }
             }
         }
-        tokio::spawn(accept_into_loops(listener, loops, stop.clone()))
+        tokio::spawn(accept_into_loops(listeners, loops, stop.clone()))
     };
     let holds = tokio::spawn(crate::holds::run(
         topo.clone(),
@@ -248,9 +381,13 @@ pub async fn start(
         }
         .run(start_rev),
     );
-    tracing::info!(%addr, "gate listening");
+    match &socket_path {
+        Some(path) => tracing::info!(%addr, socket = %path.display(), "gate listening"),
+        None => tracing::info!(%addr, "gate listening"),
+    }
     Ok(GateService {
         addr,
+        socket: socket_path,
         routing,
         users,
         stop,
@@ -259,14 +396,106 @@ pub async fn start(
     })
 }
 
-async fn accept_loop(gate: Arc<Gate>, listener: TcpListener, stop: CancellationToken) {
+/// The socket file of a gate that is still starting: removed if the start
+/// fails before [`Listeners`] own it.
+struct SocketGuard(Option<(UnixListener, SocketFile)>);
+
+impl SocketGuard {
+    fn take(mut self) -> Option<(UnixListener, SocketFile)> {
+        self.0.take()
+    }
+}
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        if let Some((listener, file)) = self.0.take() {
+            drop(listener);
+            file.remove();
+        }
+    }
+}
+
+/// What the gate accepts connections on.
+struct Listeners {
+    tcp: TcpListener,
+    unix: Option<(UnixListener, SocketFile)>,
+}
+
+/// One accepted client connection, of either transport.
+enum Accepted {
+    Tcp(TcpStream, SocketAddr),
+    Unix(UnixStream),
+}
+
+impl Listeners {
+    /// The next connection from either listener. Errors (EMFILE and
+    /// friends) are transient: the caller logs them and pauses.
+    async fn accept(&self) -> std::io::Result<Accepted> {
+        let unix = async {
+            match &self.unix {
+                Some((l, _)) => l.accept().await.map(|(s, _)| Accepted::Unix(s)),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = self.tcp.accept() => r.map(|(s, peer)| Accepted::Tcp(s, peer)),
+            r = unix => r,
+        }
+    }
+
+    /// Stops listening and removes the socket file.
+    fn close(self) {
+        drop(self.tcp);
+        if let Some((listener, file)) = self.unix {
+            drop(listener);
+            file.remove();
+        }
+    }
+}
+
+impl Accepted {
+    async fn serve(self, gate: Arc<Gate>) {
+        match self {
+            Accepted::Tcp(s, peer) => gate.handle_connection(s, peer).await,
+            Accepted::Unix(s) => gate.handle_unix_connection(s).await,
+        }
+    }
+
+    /// Detaches the stream from the accepting runtime, to be registered
+    /// with an event loop's.
+    fn into_std(self) -> std::io::Result<StdAccepted> {
+        Ok(match self {
+            Accepted::Tcp(s, peer) => StdAccepted::Tcp(s.into_std()?, peer),
+            Accepted::Unix(s) => StdAccepted::Unix(s.into_std()?),
+        })
+    }
+}
+
+/// An accepted connection on its way to an event loop (std streams, still
+/// in non-blocking mode, belong to no runtime).
+enum StdAccepted {
+    Tcp(std::net::TcpStream, SocketAddr),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl StdAccepted {
+    /// Registers the stream with the current runtime.
+    fn into_tokio(self) -> std::io::Result<Accepted> {
+        Ok(match self {
+            StdAccepted::Tcp(s, peer) => Accepted::Tcp(TcpStream::from_std(s)?, peer),
+            StdAccepted::Unix(s) => Accepted::Unix(UnixStream::from_std(s)?),
+        })
+    }
+}
+
+async fn accept_loop(gate: Arc<Gate>, listeners: Listeners, stop: CancellationToken) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    conns.spawn(gate.clone().handle_connection(stream, peer));
+            r = listeners.accept() => match r {
+                Ok(c) => {
+                    conns.spawn(c.serve(gate.clone()));
                 }
                 Err(e) => {
                     // EMFILE and friends are transient; do not spin
@@ -281,7 +510,7 @@ async fn accept_loop(gate: Arc<Gate>, listener: TcpListener, stop: CancellationT
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
-    drop(listener);
+    listeners.close();
     conns.shutdown().await;
     tracing::info!("gate stopped");
 }
@@ -289,7 +518,7 @@ async fn accept_loop(gate: Arc<Gate>, listener: TcpListener, stop: CancellationT
 /// A thread running a single-threaded runtime that serves the client
 /// connections handed to it (see [`GateOptions::io_threads`]).
 struct IoLoop {
-    conns: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr)>,
+    conns: tokio::sync::mpsc::UnboundedSender<StdAccepted>,
     /// Fires (or is dropped) when the thread has closed its connections.
     done: tokio::sync::oneshot::Receiver<()>,
 }
@@ -299,8 +528,7 @@ impl IoLoop {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (tx, mut rx) =
-            tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<StdAccepted>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
             .name(format!("keyshift-gate-{index}"))
@@ -311,9 +539,9 @@ impl IoLoop {
                         tokio::select! {
                             _ = stop.cancelled() => break,
                             c = rx.recv() => match c {
-                                Some((stream, peer)) => match TcpStream::from_std(stream) {
-                                    Ok(s) => {
-                                        conns.spawn(gate.clone().handle_connection(s, peer));
+                                Some(c) => match c.into_tokio() {
+                                    Ok(c) => {
+                                        conns.spawn(c.serve(gate.clone()));
                                     }
                                     Err(e) => tracing::warn!("gate cannot serve a connection: {e}"),
                                 },
@@ -334,17 +562,17 @@ impl IoLoop {
     }
 }
 
-/// Accepts on the caller's runtime and deals the connections to the event
-/// loops in turn.
-async fn accept_into_loops(listener: TcpListener, loops: Vec<IoLoop>, stop: CancellationToken) {
+/// Accepts on the caller's runtime and deals the connections of both
+/// listeners to the event loops in turn.
+async fn accept_into_loops(listeners: Listeners, loops: Vec<IoLoop>, stop: CancellationToken) {
     let mut next = 0usize;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            r = listener.accept() => match r {
-                Ok((stream, peer)) => {
-                    let stream = match stream.into_std() {
-                        Ok(s) => s,
+            r = listeners.accept() => match r {
+                Ok(c) => {
+                    let c = match c.into_std() {
+                        Ok(c) => c,
                         Err(e) => {
                             tracing::warn!("gate cannot serve a connection: {e}");
                             continue;
@@ -352,7 +580,7 @@ async fn accept_into_loops(listener: TcpListener, loops: Vec<IoLoop>, stop: Canc
                     };
                     let l = &loops[next % loops.len()];
                     next = next.wrapping_add(1);
-                    if l.conns.send((stream, peer)).is_err() {
+                    if l.conns.send(c).is_err() {
                         tracing::warn!("a gate event loop has stopped");
                     }
                 }
@@ -366,7 +594,7 @@ async fn accept_into_loops(listener: TcpListener, loops: Vec<IoLoop>, stop: Canc
             },
         }
     }
-    drop(listener);
+    listeners.close();
     stop.cancel();
     for l in loops {
         drop(l.conns);

@@ -440,6 +440,10 @@ pub enum LocalValue {
     LastInsertId,
     /// `@@autocommit`, which the gate tracks.
     Autocommit,
+    /// `@@socket`: NULL. A tablet's answer would be its mysqld's socket,
+    /// and drivers that prefer sockets (mysql_async does by default)
+    /// reconnect to that path, around the gate.
+    Socket,
     Literal(Datum),
 }
 

@@ -145,6 +145,7 @@ fn local_value(e: &Expr) -> Option<LocalValue> {
                 Some(LocalValue::VersionComment)
             }
             "@@autocommit" | "@@session.autocommit" => Some(LocalValue::Autocommit),
+            "@@socket" | "@@global.socket" => Some(LocalValue::Socket),
             _ => None,
         },
         Expr::Function(f) => {

@@ -1067,6 +1067,12 @@ fn tableless_selects() {
     let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, vec!["DATABASE()", "id", "1", "'x'", "@@version"]);
     assert_eq!(columns[2].value, LocalValue::Literal(Datum::Int(1)));
+    // never a tablet's socket: drivers would reconnect there, around the gate
+    let p = plan_in(&s, Some("customer"), "SELECT @@socket").expect("plan");
+    let Plan::Local { columns, .. } = &*p else {
+        panic!("{p:?}")
+    };
+    assert_eq!(columns[0].value, LocalValue::Socket);
     // what the gate cannot answer goes to a tablet of the session keyspace
     let r = route(&s, Some("customer"), "select now(), @@sql_mode", &[]);
     assert_eq!((r.keyspace.as_str(), r.target), ("customer", Target::Any));

@@ -874,6 +874,7 @@ impl Session {
                 .map_or(Datum::Null, |k| Datum::Text(k.clone().into_bytes())),
             LocalValue::LastInsertId => Datum::UInt(self.last_insert_id),
             LocalValue::Autocommit => Datum::Int(i64::from(self.autocommit)),
+            LocalValue::Socket => Datum::Null,
             LocalValue::Literal(d) => d.clone(),
         }
     }
@@ -882,7 +883,9 @@ impl Session {
         cols.iter()
             .map(|c| match c.value {
                 // typed as MySQL types them even when the value is NULL
-                LocalValue::Database => local_column(&c.name, &Datum::Text(Vec::new())),
+                LocalValue::Database | LocalValue::Socket => {
+                    local_column(&c.name, &Datum::Text(Vec::new()))
+                }
                 _ => local_column(&c.name, &self.local_datum(&c.value)),
             })
             .collect()
