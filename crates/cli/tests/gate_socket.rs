@@ -90,6 +90,21 @@ async fn the_gate_serves_its_unix_socket_and_cleans_it_up() {
     let mut conn = mysql_async::Conn::new(opts)
         .await
         .expect("mysql_async over the socket");
+    // The node learns the demo's VSchema from the topo a moment after
+    // `demo` returns (it polls another process's writes): wait until the
+    // gate knows the table.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match conn.query_drop("SELECT COUNT(*) FROM corder").await {
+            Ok(()) => break,
+            Err(mysql_async::Error::Server(e))
+                if e.code == 1146 && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the gate never learned of corder: {e}"),
+        }
+    }
     for id in 1..=6i64 {
         conn.exec_drop(
             "INSERT INTO corder (order_id, customer_id, sku, price) VALUES (?, ?, ?, ?)",
