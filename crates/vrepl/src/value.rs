@@ -123,45 +123,10 @@ impl Value {
             Value::Double(v) => write!(out, "{v:e}"),
             Value::Decimal(d) => write!(out, "{d}"),
             Value::Year(y) => write!(out, "{y}"),
-            Value::Date { year, month, day } => write!(out, "'{year:04}-{month:02}-{day:02}'"),
-            Value::DateTime {
-                year,
-                month,
-                day,
-                hour,
-                minute,
-                second,
-                micros,
-            } => {
-                let _ = write!(
-                    out,
-                    "'{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}"
-                );
-                write_micros(out, *micros);
-                write!(out, "'")
-            }
-            Value::Timestamp { secs, micros } => {
-                if *secs == 0 && *micros == 0 {
-                    write!(out, "'0000-00-00 00:00:00'")
-                } else {
-                    let (y, mo, d, h, mi, s) = utc_from_epoch(*secs);
-                    let _ = write!(out, "'{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
-                    write_micros(out, *micros);
-                    write!(out, "'")
-                }
-            }
-            Value::Time {
-                negative,
-                hours,
-                minutes,
-                seconds,
-                micros,
-            } => {
-                let sign = if *negative { "-" } else { "" };
-                let _ = write!(out, "'{sign}{hours:02}:{minutes:02}:{seconds:02}");
-                write_micros(out, *micros);
-                write!(out, "'")
-            }
+            Value::Date { .. }
+            | Value::DateTime { .. }
+            | Value::Timestamp { .. }
+            | Value::Time { .. } => write!(out, "'{}'", Temporal(self)),
             Value::Text(b) | Value::Bytes(b) => {
                 out.push_str("X'");
                 push_hex(out, b);
@@ -233,42 +198,10 @@ impl Value {
             }
             Value::Year(y) => write!(out, "{y:04}"),
             Value::Enum(i) => write!(out, "{i}"),
-            Value::Date { year, month, day } => write!(out, "{year:04}-{month:02}-{day:02}"),
-            Value::DateTime {
-                year,
-                month,
-                day,
-                hour,
-                minute,
-                second,
-                micros,
-            } => {
-                let _ = write!(
-                    out,
-                    "{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}"
-                );
-                write_micros_bytes(out, *micros)
-            }
-            Value::Timestamp { secs, micros } => {
-                if *secs == 0 && *micros == 0 {
-                    write!(out, "0000-00-00 00:00:00")
-                } else {
-                    let (y, mo, d, h, mi, s) = utc_from_epoch(*secs);
-                    let _ = write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
-                    write_micros_bytes(out, *micros)
-                }
-            }
-            Value::Time {
-                negative,
-                hours,
-                minutes,
-                seconds,
-                micros,
-            } => {
-                let sign = if *negative { "-" } else { "" };
-                let _ = write!(out, "{sign}{hours:02}:{minutes:02}:{seconds:02}");
-                write_micros_bytes(out, *micros)
-            }
+            Value::Date { .. }
+            | Value::DateTime { .. }
+            | Value::Timestamp { .. }
+            | Value::Time { .. } => write!(out, "{}", Temporal(self)),
             Value::Text(b) | Value::Bytes(b) => {
                 push_load_escaped(out, b);
                 Ok(())
@@ -281,15 +214,6 @@ impl Value {
                 Ok(())
             }
         };
-    }
-}
-
-fn write_micros_bytes(out: &mut Vec<u8>, micros: u32) -> std::io::Result<()> {
-    use std::io::Write as _;
-    if micros != 0 {
-        write!(out, ".{micros:06}")
-    } else {
-        Ok(())
     }
 }
 
@@ -336,9 +260,55 @@ fn push_load_escaped(out: &mut Vec<u8>, b: &[u8]) {
 /// Statements an applier session runs before using [`Value::to_sql_literal`].
 pub const APPLIER_SESSION_SQL: &[&str] = &["SET time_zone = '+00:00'"];
 
-fn write_micros(out: &mut String, micros: u32) {
-    if micros != 0 {
-        let _ = write!(out, ".{micros:06}");
+/// The text of a temporal value, as MySQL spells it, without quotes: one
+/// spelling for SQL literals and `LOAD DATA` fields. Other values write
+/// nothing.
+struct Temporal<'a>(&'a Value);
+
+impl std::fmt::Display for Temporal<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = match self.0 {
+            Value::Date { year, month, day } => {
+                return write!(f, "{year:04}-{month:02}-{day:02}");
+            }
+            Value::DateTime {
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                micros,
+            } => {
+                write!(
+                    f,
+                    "{year:04}-{month:02}-{day:02} {hour:02}:{minute:02}:{second:02}"
+                )?;
+                *micros
+            }
+            Value::Timestamp { secs: 0, micros: 0 } => return f.write_str("0000-00-00 00:00:00"),
+            Value::Timestamp { secs, micros } => {
+                let (y, mo, d, h, mi, s) = utc_from_epoch(*secs);
+                write!(f, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")?;
+                *micros
+            }
+            Value::Time {
+                negative,
+                hours,
+                minutes,
+                seconds,
+                micros,
+            } => {
+                let sign = if *negative { "-" } else { "" };
+                write!(f, "{sign}{hours:02}:{minutes:02}:{seconds:02}")?;
+                *micros
+            }
+            _ => return Ok(()),
+        };
+        if micros != 0 {
+            write!(f, ".{micros:06}")?;
+        }
+        Ok(())
     }
 }
 
