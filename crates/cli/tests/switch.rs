@@ -460,6 +460,18 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
     assert_eq!(show_json(&c, "move1")["state"], "switched_primaries");
     more_writes(&ledger, 150).await;
 
+    // sysbench runs in 3-second rounds; on a fast machine the switches can
+    // finish inside the first two. Let a round finish after the last switch
+    // so its checks cover the switched routing too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after_switch = sb_runs.load(Ordering::Relaxed);
+    while sb_runs.load(Ordering::Relaxed) < (after_switch + 1).max(2) {
+        assert!(
+            Instant::now() < deadline,
+            "sysbench finished no round within 60 s of the last switch"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.expect("writer");
