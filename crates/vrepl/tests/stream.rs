@@ -345,6 +345,75 @@ fn vindex_input(v: &mysql_async::Value) -> keyshift_vindex::Value {
     }
 }
 
+/// The source's binlog row events on `table` whose first column equals
+/// `key`, each under its GTID: what a failed comparison needs to tell a lost
+/// change from a wrong snapshot.
+async fn binlog_history(src: &TestMysqld, table: &str, key: &mysql_async::Value) -> String {
+    let key = match key {
+        mysql_async::Value::Int(i) => i.to_string(),
+        mysql_async::Value::UInt(u) => u.to_string(),
+        mysql_async::Value::Bytes(b) => format!("'{}'", String::from_utf8_lossy(b)),
+        other => format!("{other:?}"),
+    };
+    let mut c = src.conn().await.unwrap();
+    let logs: Vec<(String, u64)> = c.query("SHOW BINARY LOGS").await.unwrap();
+    let Some((first, _)) = logs.first() else {
+        return "no binlogs".into();
+    };
+    let ep = src.endpoint();
+    let out = std::process::Command::new("mariadb-binlog")
+        .args([
+            "--read-from-remote-server",
+            "--host=127.0.0.1",
+            &format!("--port={}", ep.port),
+            &format!("--user={}", ep.user),
+            &format!("--password={}", ep.password),
+            "--verbose",
+            "--base64-output=DECODE-ROWS",
+            "--to-last-log",
+            first,
+        ])
+        .output();
+    let text = match out {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(e) => return format!("mariadb-binlog: {e}"),
+    };
+    let mut gtid = String::new();
+    let mut report = String::new();
+    let mut block: Vec<&str> = Vec::new();
+    let flush = |block: &mut Vec<&str>, gtid: &str, report: &mut String| {
+        let on_table = block
+            .first()
+            .is_some_and(|l| l.contains(&format!("`{table}`")));
+        let hit = block.windows(2).any(|w| {
+            (w[0].trim() == "### WHERE" || w[0].trim() == "### SET")
+                && w[1].trim() == format!("###   @1={key}")
+        });
+        if on_table && hit {
+            report.push_str(&format!("{gtid}\n{}\n", block.join("\n")));
+        }
+        block.clear();
+    };
+    for line in text.lines() {
+        if let Some(i) = line.find("GTID ") {
+            flush(&mut block, &gtid, &mut report);
+            gtid = line[i..].to_string();
+        } else if line.starts_with("### INSERT")
+            || line.starts_with("### UPDATE")
+            || line.starts_with("### DELETE")
+        {
+            flush(&mut block, &gtid, &mut report);
+            block.push(line);
+        } else if line.starts_with("###") && !block.is_empty() {
+            block.push(line);
+        } else {
+            flush(&mut block, &gtid, &mut report);
+        }
+    }
+    flush(&mut block, &gtid, &mut report);
+    report
+}
+
 /// Every target holds exactly the source rows whose keyspace id is in its
 /// range (all rows when `vindex_col` is None), value for value.
 async fn assert_equal(
@@ -386,8 +455,14 @@ async fn assert_equal(
                 .filter(|r| !want.contains(r))
                 .take(5)
                 .collect::<Vec<_>>();
+            let first_key = missing.first().or(extra.first()).map(|r| r[0].clone());
+            let history = match &first_key {
+                Some(k) => binlog_history(src, table, k).await,
+                None => String::new(),
+            };
             panic!(
-                "{table} on shard {range}: {} rows, expected {}; missing {missing:?}; extra {extra:?}",
+                "{table} on shard {range}: {} rows, expected {}; missing {missing:?}; extra {extra:?}\n\
+                 source binlog events on {table} whose first column is {first_key:?}:\n{history}",
                 got.len(),
                 want.len()
             );
