@@ -220,6 +220,14 @@ async fn move_tables_copies_replicates_and_obeys_its_states() {
     assert!(err.contains("fix:"), "{err}");
     assert!(!c.ok(&["workflow", "list"]).contains("bad"));
 
+    // A secondary key: left out during the copy, added on every target
+    // shard before the workflow says running.
+    let mut src = conn_for(&c, "commerce", "0").await;
+    src.query_drop("ALTER TABLE customer ADD KEY by_email (email)")
+        .await
+        .expect("add a secondary key on the source");
+    src.disconnect().await.ok();
+
     c.ok(CREATE);
     let out = c.ok(&[
         "workflow",
@@ -231,6 +239,16 @@ async fn move_tables_copies_replicates_and_obeys_its_states() {
         "120s",
     ]);
     assert!(out.contains("running"), "{out}");
+    for shard in ["-80", "80-"] {
+        let mut t = conn_for(&c, "customer", shard).await;
+        let mut keys: Vec<String> = t
+            .query("SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'customer'")
+            .await
+            .expect("target keys");
+        keys.sort();
+        assert_eq!(keys, ["PRIMARY", "by_email"], "customer on {shard}");
+        t.disconnect().await.ok();
+    }
     let rules = c.ok(&["routing-rules", "get"]);
     assert!(
         rules.contains("customer.customer@replica") && rules.contains("commerce.corder"),
@@ -340,6 +358,65 @@ async fn move_tables_copies_replicates_and_obeys_its_states() {
         err.contains("move1") && err.contains("already has rows"),
         "{err}"
     );
+}
+
+/// `--stop-after-copy`: the workflow copies, adds the deferred keys on
+/// every shard, stops without replicating, and `start` replicates from
+/// where the copy ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_after_copy_stops_with_keys_in_place_and_start_catches_up() {
+    let c = Cluster::example();
+    c.ok(&["up", "--detach"]);
+    c.ok(&["demo"]);
+    load(&c, 100, 1500).await;
+    let mut src = conn_for(&c, "commerce", "0").await;
+    src.query_drop("ALTER TABLE corder ADD KEY by_customer (customer_id), ADD KEY by_sku (sku)")
+        .await
+        .expect("add secondary keys on the source");
+    src.disconnect().await.ok();
+
+    let mut create = CREATE.to_vec();
+    create.push("--stop-after-copy");
+    c.ok(&create);
+    let out = c.ok(&[
+        "workflow",
+        "show",
+        "move1",
+        "--wait-for",
+        "stopped",
+        "--timeout",
+        "120s",
+    ]);
+    assert!(out.contains("stopped"), "{out}");
+    let j = show_json(&c, "move1");
+    assert_eq!(j["state"], "stopped", "{j}");
+    assert_eq!(j["copy_done"], true, "{j}");
+    compare(&c).await.expect("the copy equals the source");
+    for shard in ["-80", "80-"] {
+        let mut t = conn_for(&c, "customer", shard).await;
+        let mut keys: Vec<String> = t
+            .query("SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'corder'")
+            .await
+            .expect("target keys");
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["PRIMARY", "by_customer", "by_sku"],
+            "corder on {shard}"
+        );
+        t.disconnect().await.ok();
+    }
+
+    // Stopped means stopped: writes wait on the source.
+    load(&c, 5000, 30).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        compare(&c).await.is_err(),
+        "a workflow stopped after its copy must not replicate"
+    );
+    c.ok(&["workflow", "start", "move1"]);
+    wait_caught_up(&c, "move1", "60s");
+    converge(&c, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -298,6 +298,42 @@ async fn drive(
     let streams_fut = futures::future::join_all(handles);
     tokio::pin!(streams_fut);
 
+    // Deferred secondary keys go onto each target shard as soon as every
+    // stream writing into it has copied its tables, while the other shards
+    // may still copy: the index builds overlap the tail of the copy and
+    // each other instead of running one shard after the other at the end.
+    let mut key_tasks = futures::stream::FuturesUnordered::new();
+    if !w.copy_done && w.tables.iter().any(|t| !t.deferred_keys.is_empty()) {
+        let shards = ops::list_shards(topo, &w.target_keyspace)
+            .await
+            .map_err(|e| e.to_string())?;
+        for shard in shards {
+            let rxs: Vec<watch::Receiver<StreamProgress>> = w
+                .streams
+                .iter()
+                .zip(&receivers)
+                .filter(|(s, _)| s.target_shard == shard.name)
+                .map(|(_, r)| r.clone())
+                .collect();
+            let w = &w;
+            key_tasks.push(async move {
+                for mut rx in rxs {
+                    // Err: the stream ended before it finished copying
+                    // (error or stop); the keys wait for the next run.
+                    if rx.wait_for(stream_copied).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(add_deferred_keys_on(topo, w, &shard.name).await)
+            });
+        }
+    }
+    // Key builds still running, and whether every shard has its keys.
+    let mut keys_pending = key_tasks.len();
+    let keys_needed = keys_pending;
+    let mut keys_ok = 0;
+    let mut streams_done = false;
+
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     let mut ended: Vec<Option<StreamExit>> = vec![None; w.streams.len()];
     let mut eta = EtaTracker::default();
@@ -305,8 +341,31 @@ async fn drive(
     let mut copy_done = w.copy_done;
     let mut failure: Option<String> = None;
     loop {
+        if streams_done && (keys_pending == 0 || failure.is_some() || cancel.is_cancelled()) {
+            break;
+        }
         tokio::select! {
-            _ = &mut streams_fut => break,
+            _ = &mut streams_fut, if !streams_done => streams_done = true,
+            Some(done) = key_tasks.next(), if keys_pending > 0 => {
+                keys_pending -= 1;
+                match done {
+                    Some(Ok(())) => {
+                        keys_ok += 1;
+                        if keys_ok == keys_needed {
+                            // Publish the end of the copy now, not at the
+                            // next tick.
+                            tick.reset_immediately();
+                        }
+                    }
+                    Some(Err(reason)) => {
+                        failure = Some(reason);
+                        streams_cancel.cancel();
+                    }
+                    // A stream ended uncopied: its end (error or stop)
+                    // decides what happens.
+                    None => {}
+                }
+            }
             Some((i, r)) = end_rx.recv() => match r {
                 Ok(exit) => ended[i] = Some(exit),
                 Err(reason) => {
@@ -320,8 +379,7 @@ async fn drive(
                     p.state == StreamState::Running
                         || (matches!(ended[i], Some(StreamExit::CopyCompleted)))
                 });
-                if all_copied && !copy_done && !cancel.is_cancelled() {
-                    add_deferred_keys(topo, &w).await?;
+                if all_copied && keys_ok == keys_needed && failure.is_none() && !cancel.is_cancelled() {
                     copy_done = true;
                 }
                 let stop_after = w.options.stop_after_copy && copy_done
@@ -387,7 +445,7 @@ async fn drive(
                     .iter()
                     .all(|e| matches!(e, Some(StreamExit::CopyCompleted)))
             {
-                if !copy_done {
+                if !copy_done && keys_ok < keys_needed {
                     add_deferred_keys(topo, &w).await?;
                 }
                 update(topo, name, generation, |rec| {
@@ -660,40 +718,57 @@ pub async fn stream_spec(
     })
 }
 
-/// Adds the secondary keys left out during the copy on every target shard.
-/// Idempotent: a key that exists already (an earlier run added it before a
-/// crash) is skipped.
+/// Whether a stream has copied every table (it replicates, or its last
+/// copy batch marked the last table done).
+fn stream_copied(p: &StreamProgress) -> bool {
+    p.state == StreamState::Running || (!p.tables.is_empty() && p.tables.iter().all(|t| t.done))
+}
+
+/// Adds the secondary keys left out during the copy on every target shard,
+/// all shards at once.
 async fn add_deferred_keys(topo: &dyn Topo, w: &Workflow) -> Result<(), String> {
     if w.tables.iter().all(|t| t.deferred_keys.is_empty()) {
         return Ok(());
     }
-    for (shard, primary) in ops::shard_primaries(topo, &w.target_keyspace)
+    let shards = ops::list_shards(topo, &w.target_keyspace)
         .await
-        .map_err(|e| e.to_string())?
-    {
-        let t = primary.ok_or_else(|| format!("target shard {} has no primary", shard.name))?;
-        let mut c = connect(&t).await.map_err(|e| e.to_string())?;
-        for table in &w.tables {
-            for key in &table.deferred_keys {
-                let sql = format!(
-                    "ALTER TABLE {}.{} ADD {key}",
-                    ident(&t.database),
-                    ident(&table.name)
-                );
-                match c.query_drop(&sql).await {
-                    Ok(()) => {}
-                    // 1061: duplicate key name — added by an earlier run.
-                    Err(mysql_async::Error::Server(e)) if e.code == 1061 => {}
-                    Err(e) => {
-                        return Err(format!(
-                            "adding deferred key to `{}` on target shard {}: {sql}: {e}",
-                            table.name, shard.name
-                        ));
-                    }
+        .map_err(|e| e.to_string())?;
+    futures::future::try_join_all(
+        shards
+            .iter()
+            .map(|s| add_deferred_keys_on(topo, w, &s.name)),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Adds the secondary keys left out during the copy on one target shard.
+/// Idempotent: a key that exists already (an earlier run added it before a
+/// crash, or a build dropped with its runner finished on the server) is
+/// skipped.
+async fn add_deferred_keys_on(topo: &dyn Topo, w: &Workflow, shard: &str) -> Result<(), String> {
+    let t = primary_of(topo, &w.target_keyspace, shard).await?;
+    let mut c = connect(&t).await.map_err(|e| e.to_string())?;
+    for table in &w.tables {
+        for key in &table.deferred_keys {
+            let sql = format!(
+                "ALTER TABLE {}.{} ADD {key}",
+                ident(&t.database),
+                ident(&table.name)
+            );
+            match c.query_drop(&sql).await {
+                Ok(()) => {}
+                // 1061: duplicate key name — added by an earlier run.
+                Err(mysql_async::Error::Server(e)) if e.code == 1061 => {}
+                Err(e) => {
+                    return Err(format!(
+                        "adding deferred key to `{}` on target shard {shard}: {sql}: {e}",
+                        table.name
+                    ));
                 }
             }
         }
-        let _ = c.disconnect().await;
     }
+    let _ = c.disconnect().await;
     Ok(())
 }
