@@ -1,7 +1,8 @@
 //! `keyshift workflow` end to end on real managed mariadbd: the headline
 //! MoveTables (commerce → sharded customer) under writes made directly on the
 //! source and through the gate, validation failures, state checks, stop and
-//! start, and a kill -9 of keyshift during the copy.
+//! start, `--stop-after-copy`, and kill -9 of keyshift during the copy and
+//! at seeded random points under writes.
 
 mod common;
 
@@ -419,6 +420,154 @@ async fn stop_after_copy_stops_with_keys_in_place_and_start_catches_up() {
     converge(&c, Duration::from_secs(30)).await;
 }
 
+/// `kill -9` of the keyshift node; returns once the process is gone.
+fn kill_node(c: &Cluster) {
+    let node: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
+    )
+    .expect("json");
+    let pid = node["pid"].as_i64().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A small seeded generator (xorshift64*), so a failing kill schedule can
+/// be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+/// Writes on the source primary until `stop`: inserts, updates, deletes and
+/// updates that move an order to another shard (its `customer_id` is the
+/// vindex column), some in multi-statement transactions. Every statement
+/// must succeed: the source never goes down in these tests.
+async fn source_writer(
+    mut src: mysql_async::Conn,
+    seed: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> u64 {
+    let mut rng = Rng::new(seed);
+    let mut next_id = 1_000_000 + seed as i64 * 100_000;
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let multi = rng.below(3) == 0;
+        if multi {
+            src.query_drop("BEGIN").await.expect("begin");
+        }
+        for _ in 0..if multi { 2 + rng.below(2) } else { 1 } {
+            let id = 100 + rng.below(5000) as i64;
+            let sql = match rng.below(6) {
+                0 => {
+                    next_id += 1;
+                    format!(
+                        "INSERT INTO customer (customer_id, email) VALUES ({next_id}, 'new{next_id}@x.com'); \
+                         INSERT INTO corder (order_id, customer_id, sku, price) VALUES ({next_id}, {next_id}, 'SKU-new', 1)"
+                    )
+                }
+                1 => format!(
+                    "UPDATE customer SET email = CONCAT(email, '+') WHERE customer_id = {id}"
+                ),
+                2 => format!(
+                    "UPDATE corder SET customer_id = {} WHERE order_id = {id}",
+                    100 + rng.below(5000)
+                ),
+                3 => format!("UPDATE corder SET price = price + 1 WHERE order_id = {id}"),
+                4 => format!("DELETE FROM corder WHERE order_id = {id}"),
+                _ => format!("DELETE FROM customer WHERE customer_id = {id}"),
+            };
+            src.query_drop(&sql).await.expect("source write");
+            n += 1;
+        }
+        if multi {
+            src.query_drop("COMMIT").await.expect("commit");
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    src.disconnect().await.ok();
+    n
+}
+
+/// `kill -9` of keyshift at seeded random points during the copy and during
+/// replication, while a writer keeps changing the source; after each seed's
+/// last restart and catch-up every target row equals the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_points_under_writes_loses_nothing() {
+    let c = Cluster::example();
+    c.ok(&["up", "--detach"]);
+    c.ok(&["demo"]);
+    load(&c, 100, 5000).await;
+    let mut phases = Vec::new();
+    for seed in 1..=3u64 {
+        let mut rng = Rng::new(seed);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = tokio::spawn(source_writer(
+            conn_for(&c, "commerce", "0").await,
+            seed,
+            stop.clone(),
+        ));
+        // A name per seed: a cancelled workflow's record stays.
+        let name = format!("kill{seed}");
+        let mut args = CREATE.to_vec();
+        args[3] = &name;
+        let at = args.len() - 3;
+        args[at] = "20";
+        c.ok(&args);
+        // Kills at random points until the copy is over, then one while
+        // replicating.
+        loop {
+            let wait = Duration::from_millis(100 + rng.below(1500));
+            tokio::time::sleep(wait).await;
+            let state = show_json(&c, &name)["state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            kill_node(&c);
+            phases.push(format!("seed {seed} after {wait:?}: {state}"));
+            c.ok(&["up", "--detach"]);
+            if state == "running" {
+                break;
+            }
+            if phases.len() > 40 {
+                panic!("the copy never finished between kills: {phases:?}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let writes = writer.await.expect("writer");
+        assert!(
+            writes > 20,
+            "seed {seed}: the writer made only {writes} writes"
+        );
+        wait_caught_up(&c, &name, "120s");
+        converge(&c, Duration::from_secs(30)).await;
+        // Start over for the next seed: cancel removes the target tables
+        // and the routing rules.
+        c.ok(&["workflow", "cancel", &name]);
+    }
+    assert!(
+        phases.iter().any(|p| p.ends_with("copying"))
+            && phases.iter().any(|p| p.ends_with("running")),
+        "kills must land in both phases: {phases:?}"
+    );
+    eprintln!("kill schedule: {phases:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_the_copy_resumes_and_loses_nothing() {
     let c = Cluster::example();
@@ -448,19 +597,7 @@ async fn kill_9_during_the_copy_resumes_and_loses_nothing() {
         assert!(Instant::now() < deadline, "the copy never started: {j}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let node: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
-    )
-    .expect("json");
-    let pid = node["pid"].as_i64().expect("pid") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    kill_node(&c);
     // Writes while keyshift is down.
     load(&c, 50_000, 100).await;
     c.ok(&["up", "--detach"]);
