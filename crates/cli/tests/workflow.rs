@@ -392,6 +392,15 @@ async fn stop_after_copy_stops_with_keys_in_place_and_start_catches_up() {
     let j = show_json(&c, "move1");
     assert_eq!(j["state"], "stopped", "{j}");
     assert_eq!(j["copy_done"], true, "{j}");
+    for shard in ["-80", "80-"] {
+        let said = format!("target shard {shard} copied; 2 deferred secondary key(s) added");
+        assert!(
+            j["events"].as_array().is_some_and(|e| e
+                .iter()
+                .any(|e| e["message"].as_str().is_some_and(|m| m.contains(&said)))),
+            "no event `{said}`: {j}"
+        );
+    }
     compare(&c).await.expect("the copy equals the source");
     for shard in ["-80", "80-"] {
         let mut t = conn_for(&c, "customer", shard).await;

@@ -324,7 +324,12 @@ async fn drive(
                         return None;
                     }
                 }
-                Some(add_deferred_keys_on(topo, w, &shard.name).await)
+                let started = Instant::now();
+                Some(
+                    add_deferred_keys_on(topo, w, &shard.name)
+                        .await
+                        .map(|()| (shard.name, started.elapsed())),
+                )
             });
         }
     }
@@ -349,8 +354,19 @@ async fn drive(
             Some(done) = key_tasks.next(), if keys_pending > 0 => {
                 keys_pending -= 1;
                 match done {
-                    Some(Ok(())) => {
+                    Some(Ok((shard, took))) => {
                         keys_ok += 1;
+                        let n: usize = w.tables.iter().map(|t| t.deferred_keys.len()).sum();
+                        let _ = update(topo, name, generation, |rec| {
+                            rec.event(
+                                Trigger::Controller,
+                                format!(
+                                    "target shard {shard} copied; {n} deferred secondary key(s) added in {:.1} s",
+                                    took.as_secs_f64()
+                                ),
+                            );
+                        })
+                        .await;
                         if keys_ok == keys_needed {
                             // Publish the end of the copy now, not at the
                             // next tick.
