@@ -126,6 +126,32 @@ for t in json.load(sys.stdin):
   printf '%s' "$sock"
 }
 sql() { mariadb --no-defaults -uroot -S "$1" "${@:2}"; }
+# CPU accounting: where a copy's CPU goes, and how busy it kept the machine.
+pid_of_sock() { # socket -> pid of the mariadbd serving it
+  local p
+  for p in $(pgrep -x mariadbd); do
+    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q -- "--socket=$1 " && { echo "$p"; return; }
+  done
+  die "no mariadbd serves $1"
+}
+cpu_s() { # pid -> utime+stime in seconds
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+}
+cpu_line() { # wall "label=before:after"... -> one summary line on stderr
+  python3 - "$@" <<'PY'
+import os, sys
+wall = float(sys.argv[1])
+parts, total = [], 0.0
+for a in sys.argv[2:]:
+    label, span = a.split("=")
+    b, e = (float(x) for x in span.split(":"))
+    parts.append(f"{label} {e - b:.2f}")
+    total += e - b
+n = os.cpu_count()
+print(f"   cpu s: {', '.join(parts)}; total {total:.2f} over {wall:.2f} s wall "
+      f"= {100 * total / (wall * n):.0f}% of {n} cores", file=sys.stderr)
+PY
+}
 
 SRC_SOCK=$(socket_of src 0)
 PEER_SOCK=$(socket_of dst1 -80)
@@ -159,15 +185,31 @@ sum_dst() { # round -> "rows crc-sum" over both shards
 }
 
 run_keyshift() { # round -> seconds; sets LAST_HWM_MB
-  local r=$1 t0 t1
+  local r=$1 t0 t1 ps pl pr c0 c1 c2 c3
   echo 5 >"/proc/$NODE_PID/clear_refs" 2>/dev/null || say "   (could not reset VmHWM; peak is since start)"
+  ps=$(pid_of_sock "$(socket_of "src$r" 0)")
+  pl=$(pid_of_sock "$(socket_of "dst$r" -80)")
+  pr=$(pid_of_sock "$(socket_of "dst$r" 80-)")
+  c0=$(cpu_s "$NODE_PID"); c1=$(cpu_s "$ps"); c2=$(cpu_s "$pl"); c3=$(cpu_s "$pr")
   t0=$(now)
   KS workflow create --name "copy$r" --source-keyspace "src$r" --target-keyspace "dst$r" \
     --tables sbtest1 --stop-after-copy >/dev/null
   KS workflow show "copy$r" --wait-for stopped --timeout 3600s >/dev/null 2>&1 ||
     { KS workflow show "copy$r" >&2 || true; die "workflow copy$r did not reach stopped"; }
   t1=$(now)
+  cpu_line "$(elapsed "$t0" "$t1")" "node=$c0:$(cpu_s "$NODE_PID")" "source=$c1:$(cpu_s "$ps")" \
+    "-80=$c2:$(cpu_s "$pl")" "80-=$c3:$(cpu_s "$pr")"
   LAST_HWM_MB=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$NODE_PID/status")
+  # Where the time went, from the workflow's own phase stamps and events.
+  KS workflow show "copy$r" --format json | python3 -c '
+import json, sys
+w = json.load(sys.stdin)
+t0 = w["created_ms"]
+at = lambda ms: "%.2fs" % ((ms - t0) / 1000)
+parts = ["%s at %s" % (p["state"], at(p["at_ms"])) for p in w["phases"]]
+parts += ["%s at %s" % (e["message"], at(e["at_ms"]))
+          for e in w["events"] if "deferred secondary" in e["message"]]
+print("   phases (from create): " + ", ".join(parts), file=sys.stderr)' || true
   local n; n=$(sum_dst "$r")
   [ "$n" = "$REF" ] || die "keyshift round $r: dst$r holds (rows crc-sum) '$n', the source '$REF'"
   elapsed "$t0" "$t1"
@@ -177,14 +219,19 @@ run_mydumper() {
   local dir=$WORK/mydumper t0 t1 n
   rm -rf "$dir"
   sql "$PEER_SOCK" -e 'DROP DATABASE IF EXISTS peer_mydumper; CREATE DATABASE peer_mydumper'
+  local ps pp c1 c2 ct=$WORK/client-cpu
+  ps=$(pid_of_sock "$SRC_SOCK"); pp=$(pid_of_sock "$PEER_SOCK")
+  c1=$(cpu_s "$ps"); c2=$(cpu_s "$pp"); : >"$ct"
   t0=$(now)
   # src holds only sbtest1; no --tables-list (mydumper 0.10 with --database
   # and --tables-list src.sbtest1 dumped the schema but no table).
-  mydumper --threads "$THREADS" --socket "$SRC_SOCK" --user root --database src \
-    --rows 50000 --outputdir "$dir" >&2
-  myloader --threads "$THREADS" --socket "$PEER_SOCK" --user root --directory "$dir" \
-    --source-db src --database peer_mydumper --overwrite-tables >&2
+  /usr/bin/time -a -o "$ct" -f "%U %S" mydumper --threads "$THREADS" --socket "$SRC_SOCK" \
+    --user root --database src --rows 50000 --outputdir "$dir" >&2
+  /usr/bin/time -a -o "$ct" -f "%U %S" myloader --threads "$THREADS" --socket "$PEER_SOCK" \
+    --user root --directory "$dir" --source-db src --database peer_mydumper --overwrite-tables >&2
   t1=$(now)
+  cpu_line "$(elapsed "$t0" "$t1")" "mydumper+myloader=0:$(awk '{s += $1 + $2} END {print s}' "$ct")" \
+    "source=$c1:$(cpu_s "$ps")" "target=$c2:$(cpu_s "$pp")"
   n=$(table_sum "$PEER_SOCK" peer_mydumper sbtest1)
   [ "$n" = "$REF" ] || die "mydumper: (rows crc-sum) '$n', the source '$REF'"
   elapsed "$t0" "$t1"
@@ -193,10 +240,16 @@ run_mydumper() {
 run_dump() {
   local t0 t1 n
   sql "$PEER_SOCK" -e 'DROP DATABASE IF EXISTS peer_dump; CREATE DATABASE peer_dump'
+  local ps pp c1 c2 ct=$WORK/client-cpu
+  ps=$(pid_of_sock "$SRC_SOCK"); pp=$(pid_of_sock "$PEER_SOCK")
+  c1=$(cpu_s "$ps"); c2=$(cpu_s "$pp"); : >"$ct"
   t0=$(now)
-  mariadb-dump --no-defaults -uroot -S "$SRC_SOCK" --single-transaction src sbtest1 |
-    sql "$PEER_SOCK" peer_dump
+  /usr/bin/time -a -o "$ct" -f "%U %S" mariadb-dump --no-defaults -uroot -S "$SRC_SOCK" \
+    --single-transaction src sbtest1 |
+    /usr/bin/time -a -o "$ct" -f "%U %S" mariadb --no-defaults -uroot -S "$PEER_SOCK" peer_dump
   t1=$(now)
+  cpu_line "$(elapsed "$t0" "$t1")" "dump+client=0:$(awk '{s += $1 + $2} END {print s}' "$ct")" \
+    "source=$c1:$(cpu_s "$ps")" "target=$c2:$(cpu_s "$pp")"
   n=$(table_sum "$PEER_SOCK" peer_dump sbtest1)
   [ "$n" = "$REF" ] || die "mariadb-dump: (rows crc-sum) '$n', the source '$REF'"
   elapsed "$t0" "$t1"

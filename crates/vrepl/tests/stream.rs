@@ -557,7 +557,14 @@ async fn unsharded_to_two_shards_under_writes() {
             // Several snapshot cycles, each after a catch-up (and not so
             // many that a loaded machine spends a minute opening them).
             sp.copy_batch_rows = 20;
-            sp.copy_cycle = Duration::from_millis(100);
+            // KEYSHIFT_STRESS_COPY_CYCLE_MS shortens the cycles when looping
+            // this test to hunt races at cycle boundaries.
+            sp.copy_cycle = Duration::from_millis(
+                std::env::var("KEYSHIFT_STRESS_COPY_CYCLE_MS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(100),
+            );
             spawn(sp)
         })
         .collect();
