@@ -7,7 +7,7 @@
 #
 # Usage: bench/copy/copy.sh [ROWS] [ROUNDS]      (defaults 1000000 3)
 # Env:   KEYSHIFT_BIN=<binary> (default: target/release/keyshift, built first
-#        unless SKIP_BUILD=1)  SKIP_INSTALL=1  KEEP=1  RESULTS=<file to append a
+#        unless SKIP_BUILD=1)  SKIP_INSTALL=1  KEEP=1  NODE_LOG=<file>  RESULTS=<file to append a
 #        summary to>
 #
 # Checks (every round; any failure exits non-zero): the keyshift target's two
@@ -77,6 +77,9 @@ KS() { "$BIN" --cluster "$CLUSTER" "$@"; }
 cleanup() {
   local rc=$?
   KS down >/dev/null 2>&1 || true
+  # NODE_LOG=<file>: keep the node's log (run with KEYSHIFT_LOG=info,keyshift_vrepl=debug
+  # for per-batch read and write times).
+  if [ -n "${NODE_LOG:-}" ]; then cp "$WORK/data/keyshift.log" "$NODE_LOG" 2>/dev/null || true; fi
   if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else say "kept $WORK"; fi
   exit $rc
 }

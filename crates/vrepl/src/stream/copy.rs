@@ -390,14 +390,23 @@ async fn copy_table(
         };
         let progress_sql = copy_state_sql(ctx.spec.id, table, &next_state);
         let more = !batch.end && Instant::now() < deadline;
-        let write = write_batch(ctx, table, rows, p, &progress_sql);
+        // Each stage's time, for the debug log: the slower one bounds the
+        // stream's copy rate.
+        let started = Instant::now();
+        let write = async {
+            let w = write_batch(ctx, table, rows, p, &progress_sql).await;
+            (w, started.elapsed())
+        };
         let next_last = next_state.last_pk.clone();
-        let (written, next) = if more {
-            let read = read_batch(snap, &q, next_last.as_ref(), *load);
-            let (w, r) = tokio::join!(write, read);
-            (w, Some(r))
+        let ((written, write_time), next, read_time) = if more {
+            let read = async {
+                let r = read_batch(snap, &q, next_last.as_ref(), *load).await;
+                (r, started.elapsed())
+            };
+            let (w, (r, rt)) = tokio::join!(write, read);
+            (w, Some(r), Some(rt))
         } else {
-            (write.await, None)
+            (write.await, None, None)
         };
         if let Written::Refused(err) = written? {
             // Nothing was written. The next batch, if read, is LOAD text
@@ -422,6 +431,8 @@ async fn copy_table(
             last_pk = ?next_state.last_pk,
             rows = batch.in_range,
             done = next_state.done,
+            write_ms = write_time.as_secs_f64() * 1e3,
+            next_read_ms = read_time.map(|t| t.as_secs_f64() * 1e3),
             "copy batch committed"
         );
         ctx.stored
