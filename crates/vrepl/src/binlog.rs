@@ -140,9 +140,16 @@ pub struct BinlogOptions {
     /// How often an idle source sends a heartbeat.
     pub heartbeat: Duration,
     /// How long a read may wait before the source is declared dead;
-    /// `None` means three heartbeat periods.
+    /// `None` means [`SILENT_PERIODS`] heartbeat periods. A dead server or
+    /// a closed connection is seen at once; this deadline is only for a
+    /// source that hangs or a network that drops packets.
     pub read_timeout: Option<Duration>,
 }
+
+/// Heartbeat periods without any event before a source is declared dead.
+/// Three was too few: on a machine at load 10 a busy source's dump thread
+/// stayed silent for 3 s and a healthy stream was put in error.
+pub const SILENT_PERIODS: u32 = 10;
 
 impl Default for BinlogOptions {
     fn default() -> Self {
@@ -179,7 +186,7 @@ impl std::fmt::Debug for BinlogStream {
 
 impl BinlogStream {
     /// Streams every transaction after `from` with default options
-    /// (1 s heartbeat, 3 s read deadline, a generated server id).
+    /// (1 s heartbeat, 10 s read deadline, a generated server id).
     pub async fn start(
         endpoint: &Endpoint,
         flavor: Arc<dyn ServerFlavor>,
@@ -196,7 +203,9 @@ impl BinlogStream {
         filter: TableFilter,
         options: BinlogOptions,
     ) -> Result<BinlogStream> {
-        let read_timeout = options.read_timeout.unwrap_or(options.heartbeat * 3);
+        let read_timeout = options
+            .read_timeout
+            .unwrap_or(options.heartbeat * SILENT_PERIODS);
         let session = flavor.dump_session_sql(&from, options.heartbeat)?;
         let request = flavor.dump_request(options.server_id, &from)?;
         // The whole handshake is bounded too: a source that accepts TCP
