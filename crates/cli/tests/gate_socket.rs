@@ -149,18 +149,7 @@ async fn the_gate_serves_its_unix_socket_and_cleans_it_up() {
 
     // A killed node leaves its socket behind; the next `up` replaces it.
     c.ok(&["up", "--detach"]);
-    let pid = ready(&c)["pid"].as_i64().expect("pid") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill the node");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    c.kill_node();
     assert!(is_socket(&sock), "a killed node leaves its socket file");
     c.ok(&["up", "--detach"]);
     let (ok, out, err) = mariadb_socket(

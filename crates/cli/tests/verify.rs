@@ -11,7 +11,6 @@ use keyshift_types::KeyRange;
 use mysql_async::prelude::*;
 use serde_json::Value as J;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -449,14 +448,6 @@ async fn differences_injected_on_the_targets_are_each_reported_exactly() {
     );
 }
 
-fn node_pid(c: &Cluster) -> i32 {
-    let node: J = serde_json::from_str(
-        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
-    )
-    .expect("json");
-    node["pid"].as_i64().expect("pid") as i32
-}
-
 /// One table's counters and sample (kind, key) pairs.
 type TableOutcome = (String, Vec<u64>, BTreeSet<(String, String)>);
 
@@ -566,15 +557,7 @@ async fn stop_resume_and_kill_9_during_a_vdiff_end_in_the_same_report() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = node_pid(&c);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    c.kill_node();
     let rec = keyshift_vdiff::show(topo.as_ref(), "move1")
         .await
         .expect("show")

@@ -11,7 +11,6 @@ use keyshift_cluster::ops;
 use keyshift_types::KeyRange;
 use mysql_async::prelude::*;
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 type Rows = BTreeMap<i64, String>;
@@ -429,23 +428,6 @@ async fn stop_after_copy_stops_with_keys_in_place_and_start_catches_up() {
     converge(&c, Duration::from_secs(30)).await;
 }
 
-/// `kill -9` of the keyshift node; returns once the process is gone.
-fn kill_node(c: &Cluster) {
-    let node: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
-    )
-    .expect("json");
-    let pid = node["pid"].as_i64().expect("pid") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A small seeded generator (xorshift64*), so a failing kill schedule can
 /// be replayed from its seed.
 struct Rng(u64);
@@ -547,7 +529,7 @@ async fn kill_9_at_random_points_under_writes_loses_nothing() {
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            kill_node(&c);
+            c.kill_node();
             phases.push(format!("seed {seed} after {wait:?}: {state}"));
             c.ok(&["up", "--detach"]);
             if state == "running" {
@@ -606,7 +588,7 @@ async fn kill_9_during_the_copy_resumes_and_loses_nothing() {
         assert!(Instant::now() < deadline, "the copy never started: {j}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    kill_node(&c);
+    c.kill_node();
     // Writes while keyshift is down.
     load(&c, 50_000, 100).await;
     c.ok(&["up", "--detach"]);

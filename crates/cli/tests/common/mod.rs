@@ -133,6 +133,30 @@ impl Cluster {
         let token = std::fs::read_to_string(self.data_dir().join("api-token")).expect("api token");
         (format!("http://{addr}"), token.trim().to_string())
     }
+
+    /// `kill -9` of the keyshift node (the pid in its ready file); returns
+    /// the pid once the process is gone. Its mariadbd servers keep running.
+    pub fn kill_node(&self) -> i32 {
+        let node: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.data_dir().join("keyshift.ready")).expect("ready file"),
+        )
+        .expect("ready json");
+        let pid = node["pid"].as_i64().expect("pid in keyshift.ready") as i32;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill -9 the node");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "keyshift {pid} did not die"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        pid
+    }
 }
 
 /// A connection to the primary of `ks`/`shard`, in its database.
