@@ -30,6 +30,10 @@
 #                    split rows by vindex hash. That is a favour to them: they
 #                    write into one server instead of fanning out to two.
 #
+# Before each timed copy the script waits until every mariadbd is idle (the
+# previous copy's page flushing and purge would otherwise be charged to the
+# next contender).
+#
 # Timings are wall clock: keyshift = `workflow create` until
 # `workflow show --wait-for stopped` returns (copy finished, secondary keys
 # re-added); mydumper = dump + load; mariadb-dump = the pipe. Peak RSS of the
@@ -270,6 +274,38 @@ run_dump() {
   elapsed "$t0" "$t1"
 }
 
+# Waits until the servers are idle: a copy leaves InnoDB flushing dirty
+# pages and purging for seconds afterwards (10 servers at ~10% of a core each
+# after the untimed setup copies), which would otherwise be charged to the
+# next contender. At most 120 s; says so if they never settle.
+quiesce() {
+  local i busy
+  for i in $(seq 1 120); do
+    busy=$(python3 - <<'PY'
+import os, time
+hz = os.sysconf("SC_CLK_TCK")
+def total():
+    s = 0
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if open(f"/proc/{p}/comm").read().strip() != "mariadbd":
+                continue
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            s += int(f[11]) + int(f[12])
+        except OSError:
+            pass
+    return s
+a = total(); time.sleep(1); b = total()
+print(int(100 * (b - a) / hz))
+PY
+)
+    [ "$busy" -lt 5 ] && return 0
+  done
+  say "   (the servers stayed busy: ${busy}% of a core)"
+}
+
 declare -A T
 HWM=""
 # mydumper-binlog: myloader --enable-binlog. By default myloader turns the
@@ -283,6 +319,7 @@ for r in $(seq 1 "$ROUNDS"); do
   k=$(( (r - 1) % ${#order[@]} ))
   this=("${order[@]:$k}" "${order[@]:0:$k}")
   for side in "${this[@]}"; do
+    quiesce
     case $side in
       keyshift) s=$(run_keyshift "$r"); hwm=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$NODE_PID/status"); HWM="$HWM $hwm"
                 say "   round $r keyshift: ${s}s (node peak RSS ${hwm} MB)";;

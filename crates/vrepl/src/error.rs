@@ -45,6 +45,10 @@ pub enum VreplError {
     /// A position of the wrong flavor, or unparsable GTIDs from the server.
     #[error(transparent)]
     Gtid(#[from] GtidError),
+    /// A failure of the source read shared by the streams of a source
+    /// shard, as each of them reports it.
+    #[error("{detail}")]
+    Shared { detail: String, transient: bool },
     /// An operation this flavor does not offer.
     #[error("{flavor} flavor: {detail}")]
     Flavor {
@@ -68,6 +72,7 @@ impl VreplError {
         match self {
             VreplError::Mysql(e) => !matches!(e, mysql_async::Error::Server(_)),
             VreplError::Timeout(_) | VreplError::StreamEnded => true,
+            VreplError::Shared { transient, .. } => *transient,
             _ => false,
         }
     }

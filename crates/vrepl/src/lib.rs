@@ -27,7 +27,7 @@ pub use flavor::{Gtid, MariaDb, MySql, ServerFlavor, advance, detect, for_flavor
 pub use rows::{ChangeKind, Row, RowChange};
 pub use snapshot::{Snapshot, consistent_snapshot};
 pub use stream::{
-    OnDdl, StreamError, StreamExit, StreamProgress, StreamSpec, StreamState, TableProgress,
-    TableSpec, committed_position, forget_stream, run_stream, start_at,
+    CopyGroup, OnDdl, StreamError, StreamExit, StreamProgress, StreamSpec, StreamState,
+    TableProgress, TableSpec, committed_position, forget_stream, run_stream, start_at,
 };
 pub use value::{APPLIER_SESSION_SQL, Value};

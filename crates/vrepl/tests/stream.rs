@@ -9,8 +9,8 @@ use keyshift_testkit::TestMysqld;
 use keyshift_types::{KeyRange, Position};
 use keyshift_vindex::{Vindex, new_vindex};
 use keyshift_vrepl::{
-    MariaDb, OnDdl, ServerFlavor, StreamError, StreamExit, StreamProgress, StreamSpec, StreamState,
-    TableSpec, run_stream,
+    CopyGroup, MariaDb, OnDdl, ServerFlavor, StreamError, StreamExit, StreamProgress, StreamSpec,
+    StreamState, TableSpec, run_stream,
 };
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -240,6 +240,7 @@ fn spec(env: &Env, target: usize, range: &str, tables: Vec<TableSpec>) -> Stream
         on_ddl: OnDdl::Stop,
         stop_after_copy: false,
         stop_position: None,
+        copy_group: None,
     }
 }
 
@@ -541,14 +542,26 @@ async fn reset_target(t: &TestMysqld, id: u64) {
 // ------------------------------------------------------------ tests
 
 /// Unsharded → two shards under a concurrent writer through copy and
-/// replication.
+/// replication, each stream copying alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsharded_to_two_shards_under_writes() {
+    two_shards_under_writes(false).await;
+}
+
+/// The same with the two streams in one copy group: one snapshot and one
+/// scan of the source per cycle for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_sharing_one_scan_under_writes() {
+    two_shards_under_writes(true).await;
+}
+
+async fn two_shards_under_writes(grouped: bool) {
     let env = servers(2).await;
     prepare(&env, 3000, 1500).await;
     let stop = CancellationToken::new();
     let w = tokio::spawn(writer(env.src.endpoint(), 1, stop.clone()));
     let ranges = ["-80", "80-"];
+    let group = grouped.then(|| CopyGroup::new([10, 11]));
     let mut streams: Vec<Running> = ranges
         .iter()
         .enumerate()
@@ -565,6 +578,7 @@ async fn unsharded_to_two_shards_under_writes() {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(100),
             );
+            sp.copy_group = group.clone();
             spawn(sp)
         })
         .collect();
@@ -576,6 +590,12 @@ async fn unsharded_to_two_shards_under_writes() {
             "{p:?}"
         );
         assert!(p.copy_cycles > 1, "{p:?}");
+        if grouped {
+            // Every cycle was shared: nothing made a stream copy alone.
+            assert_eq!(p.shared_copy_cycles, p.copy_cycles, "{p:?}");
+        } else {
+            assert_eq!(p.shared_copy_cycles, 0, "{p:?}");
+        }
     }
     // Keep writing while replicating.
     tokio::time::sleep(Duration::from_secs(2)).await;

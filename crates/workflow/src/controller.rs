@@ -17,7 +17,9 @@ use futures::StreamExt;
 use keyshift_cluster::model::{ShardRecord, TabletRecord, keys};
 use keyshift_cluster::ops;
 use keyshift_topo::{Topo, TopoExt, UpdateError};
-use keyshift_vrepl::{StreamExit, StreamProgress, StreamSpec, StreamState, TableSpec, run_stream};
+use keyshift_vrepl::{
+    CopyGroup, StreamExit, StreamProgress, StreamSpec, StreamState, TableSpec, run_stream,
+};
 use mysql_async::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -270,6 +272,17 @@ async fn drive(
     let (end_tx, mut end_rx) = mpsc::channel::<StreamEnd>(w.streams.len().max(1));
     let mut receivers = Vec::new();
     let mut handles = Vec::new();
+    // The streams of each source shard copy together: one snapshot and
+    // one scan of the source for all its target shards.
+    let mut by_source: HashMap<&str, Vec<u64>> = HashMap::new();
+    for s in &w.streams {
+        by_source.entry(&s.source_shard).or_default().push(s.id);
+    }
+    let groups: HashMap<&str, Arc<CopyGroup>> = by_source
+        .into_iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .map(|(shard, ids)| (shard, CopyGroup::new(ids)))
+        .collect();
     for (i, s) in w.streams.iter().enumerate() {
         let (tx, rx) = watch::channel(StreamProgress::default());
         receivers.push(rx);
@@ -282,6 +295,7 @@ async fn drive(
             stream: s.clone(),
             tables: tables.clone(),
             key_range,
+            copy_group: groups.get(s.source_shard.as_str()).cloned(),
         };
         let cancel = streams_cancel.clone();
         let end_tx = end_tx.clone();
@@ -593,6 +607,7 @@ struct StreamJob {
     stream: StreamRecord,
     tables: Vec<TableSpec>,
     key_range: keyshift_types::KeyRange,
+    copy_group: Option<Arc<CopyGroup>>,
 }
 
 /// Runs one stream, retrying transient failures with backoff; `Err` is the
@@ -615,7 +630,16 @@ async fn stream_task(
         let started = Instant::now();
         let (err, transient) = match stream_spec(topo, w, s, &job.tables, &job.key_range).await {
             Err(e) => (e, true),
-            Ok(spec) => match run_stream(spec, cancel.clone(), progress.clone()).await {
+            Ok(spec) => match run_stream(
+                StreamSpec {
+                    copy_group: job.copy_group.clone(),
+                    ..spec
+                },
+                cancel.clone(),
+                progress.clone(),
+            )
+            .await
+            {
                 Ok(exit) => return Ok(exit),
                 Err(e) => (e.to_string(), e.is_transient()),
             },
@@ -731,6 +755,7 @@ pub async fn stream_spec(
         on_ddl: w.options.on_ddl.into(),
         stop_after_copy: w.options.stop_after_copy && !w.copy_done,
         stop_position: None,
+        copy_group: None,
     })
 }
 

@@ -15,12 +15,16 @@ use std::time::Instant;
 use keyshift_types::Position;
 use mysql_async::prelude::Queryable;
 
+use std::sync::Arc;
+
+use crate::error::VreplError;
 use crate::snapshot::{Snapshot, consistent_snapshot};
 
 use crate::value::Value;
 
 use super::apply::MAX_CHUNK_BYTES;
-use super::keyfilter::in_range;
+use super::group::{CopyGroup, HubError, HubSource, JoinRequest, Joined, SharedBatch, SharedCycle};
+use super::keyfilter::keyspace_id;
 use super::load::{LoadBatch, LoadWriter, Written, load_statement};
 use super::schema::{TablePlan, ident, tuple_gt};
 use super::sidecar::{TableState, copy_state_sql};
@@ -29,7 +33,7 @@ use super::{Ctx, Replayed, StreamError, StreamState};
 /// Session settings of the snapshot reader: TIMESTAMPs as UTC wall clock
 /// (what the applier writes back under UTC), and character data as the
 /// bytes stored, in whatever character set the column has.
-const SNAPSHOT_SESSION_SQL: &[&str] = &[
+pub(super) const SNAPSHOT_SESSION_SQL: &[&str] = &[
     "SET SESSION time_zone = '+00:00'",
     "SET SESSION character_set_results = binary",
 ];
@@ -38,10 +42,31 @@ const SNAPSHOT_SESSION_SQL: &[&str] = &[
 pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
     // Whether batches go as LOAD DATA (until the target refuses it).
     let mut load = true;
+    // Leaves the copy group however the copy ends, so that nobody waits
+    // for this stream.
+    let group = ctx.spec.copy_group.clone();
+    let _leave = group.as_ref().map(|g| LeaveOnDrop(g, ctx.spec.id));
+    // Copy alone for the rest of the run (see `group`).
+    let mut alone = group.is_none();
     loop {
         let Some(first) = next_table(ctx) else {
             return Ok(true);
         };
+        if let (false, true, Some(g)) = (alone, load, &group) {
+            match shared_cycle(ctx, g, first).await? {
+                Shared::CycleOver => continue,
+                Shared::Cancelled => return Ok(false),
+                Shared::Alone => {
+                    alone = true;
+                    continue;
+                }
+                Shared::Refused => {
+                    load = false;
+                    alone = true;
+                    continue;
+                }
+            }
+        }
         let mut conn = ctx
             .spec
             .source
@@ -61,21 +86,8 @@ pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
         ctx.progress.send_modify(|p| p.copy_cycles += 1);
         let p = snap.position().clone();
         tracing::debug!(stream = ctx.spec.id, position = %p, table = %first, "copy snapshot opened");
-        if let Some(q) = ctx.stored.position.clone()
-            && q != p
-        {
-            if !p.contains(&q) {
-                return Err(StreamError::SourceBehind {
-                    source_pos: p.to_string(),
-                    committed: q.to_string(),
-                });
-            }
-            tracing::debug!(stream = ctx.spec.id, from = %q, to = %p, table = %first, "copy catch-up");
-            if ctx.replay(q, Some(&p), true).await? == Replayed::Cancelled {
-                return Ok(false);
-            }
-            // A DDL during the catch-up may have changed the tables.
-            ctx.load_plans().await?;
+        if !catch_up(ctx, &p, &first).await? {
+            return Ok(false);
         }
         ctx.publish(StreamState::Copying);
         while let Some(table) = next_table(ctx) {
@@ -89,6 +101,179 @@ pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
         // here loses nothing.
         let _ = snap.finish().await;
     }
+}
+
+struct LeaveOnDrop<'g>(&'g Arc<CopyGroup>, u64);
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.leave(self.1);
+    }
+}
+
+/// Step 2 of the parent module: brings the target from its committed
+/// position to the snapshot's `p`. `Ok(false)`: cancelled.
+async fn catch_up(ctx: &mut Ctx<'_>, p: &Position, table: &str) -> Result<bool, StreamError> {
+    let Some(q) = ctx.stored.position.clone() else {
+        return Ok(true);
+    };
+    if &q == p {
+        return Ok(true);
+    }
+    if !p.contains(&q) {
+        return Err(StreamError::SourceBehind {
+            source_pos: p.to_string(),
+            committed: q.to_string(),
+        });
+    }
+    tracing::debug!(stream = ctx.spec.id, from = %q, to = %p, table, "copy catch-up");
+    if ctx.replay(q, Some(p), true).await? == Replayed::Cancelled {
+        return Ok(false);
+    }
+    // A DDL during the catch-up may have changed the tables.
+    ctx.load_plans().await?;
+    Ok(true)
+}
+
+/// How a member's shared cycle ended.
+enum Shared {
+    CycleOver,
+    Cancelled,
+    /// Copy alone from now on (nobody to share with, or out of step).
+    Alone,
+    /// The target refuses `LOAD DATA`: copy alone, with INSERTs.
+    Refused,
+}
+
+/// One copy cycle with the other streams of the source shard (module
+/// `group`): the hub's snapshot, this stream's own catch-up to its
+/// position, then the hub's batches, each committed as alone.
+async fn shared_cycle(
+    ctx: &mut Ctx<'_>,
+    group: &CopyGroup,
+    first: String,
+) -> Result<Shared, StreamError> {
+    let last_pk = ctx
+        .stored
+        .tables
+        .get(&first)
+        .and_then(|t| t.last_pk.clone());
+    let req = JoinRequest {
+        id: ctx.spec.id,
+        table: first.clone(),
+        last_pk,
+        range: ctx.spec.key_range.clone(),
+        target_db: ctx.spec.target_db.clone(),
+        source: HubSource {
+            endpoint: ctx.spec.source.clone(),
+            db: ctx.spec.source_db.clone(),
+            flavor: ctx.flavor.clone(),
+            tables: ctx.spec.tables.clone(),
+            batch_rows: ctx.spec.copy_batch_rows,
+            cycle: ctx.spec.copy_cycle,
+        },
+    };
+    let cycle = match group.join(req, &ctx.cancel).await {
+        Joined::Shared(c) => c,
+        Joined::Alone => return Ok(Shared::Alone),
+        Joined::Cancelled => return Ok(Shared::Cancelled),
+    };
+    let SharedCycle {
+        position,
+        ready,
+        mut batches,
+    } = cycle;
+    let hub_err = |ctx: &Ctx<'_>, e: HubError| match e.row_table {
+        Some(table) => StreamError::Row {
+            table,
+            detail: e.detail,
+        },
+        None => ctx.src_err(e.during)(VreplError::Shared {
+            detail: e.detail,
+            transient: e.transient,
+        }),
+    };
+    let p = match position.await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Err(hub_err(ctx, e)),
+        // The hub is gone without a word: carry on alone.
+        Err(_) => return Ok(Shared::Alone),
+    };
+    ctx.progress.send_modify(|x| {
+        x.copy_cycles += 1;
+        x.shared_copy_cycles += 1;
+    });
+    tracing::debug!(stream = ctx.spec.id, position = %p, table = %first, "shared copy snapshot");
+    if !catch_up(ctx, &p, &first).await? {
+        return Ok(Shared::Cancelled);
+    }
+    ctx.publish(StreamState::Copying);
+    if ready.send(()).is_err() {
+        return Ok(Shared::Alone);
+    }
+    loop {
+        let msg = tokio::select! {
+            _ = ctx.cancel.cancelled() => return Ok(Shared::Cancelled),
+            m = batches.recv() => m,
+        };
+        let Some(msg) = msg else {
+            return Ok(Shared::CycleOver);
+        };
+        let SharedBatch { table, from, batch } = msg.map_err(|e| hub_err(ctx, e))?;
+        let state = ctx.stored.tables.get(&table).cloned().unwrap_or_default();
+        if state.done || state.last_pk != from {
+            tracing::warn!(
+                stream = ctx.spec.id,
+                table,
+                "out of step with the shared copy; copying alone from now on"
+            );
+            return Ok(Shared::Alone);
+        }
+        let started = Instant::now();
+        match commit_batch(ctx, &table, batch, &p, &state).await? {
+            Some(next) => tracing::debug!(
+                stream = ctx.spec.id,
+                table,
+                position = %p,
+                last_pk = ?next.last_pk,
+                done = next.done,
+                write_ms = started.elapsed().as_secs_f64() * 1e3,
+                "shared copy batch committed"
+            ),
+            None => return Ok(Shared::Refused),
+        }
+    }
+}
+
+/// Commits `batch` (read from the snapshot at `p`, continuing `state`):
+/// its rows, the table's progress and the position in one target
+/// transaction. `None`: the target refused `LOAD DATA`, nothing written.
+async fn commit_batch(
+    ctx: &mut Ctx<'_>,
+    table: &str,
+    batch: ReadBatch,
+    p: &Position,
+    state: &TableState,
+) -> Result<Option<TableState>, StreamError> {
+    let next = TableState {
+        last_pk: batch.last_pk,
+        done: batch.end,
+        rows_copied: state.rows_copied + batch.in_range,
+        rows_scanned: state.rows_scanned + batch.scanned,
+    };
+    let progress_sql = copy_state_sql(ctx.spec.id, table, &next);
+    if let Written::Refused(err) = write_batch(ctx, table, batch.rows, p, &progress_sql).await? {
+        tracing::warn!(
+            stream = ctx.spec.id,
+            table,
+            %err,
+            "the target refuses LOAD DATA LOCAL INFILE; this stream copies with INSERT statements from now on"
+        );
+        return Ok(None);
+    }
+    ctx.stored.tables.insert(table.to_string(), next.clone());
+    ctx.publish(StreamState::Copying);
+    Ok(Some(next))
 }
 
 fn next_table(ctx: &Ctx<'_>) -> Option<String> {
@@ -105,18 +290,18 @@ enum TableCopy {
 }
 
 /// A batch read from the snapshot, converted.
-struct ReadBatch {
+pub(super) struct ReadBatch {
     /// The rows in the key range, in key order.
     rows: BatchRows,
     in_range: u64,
     scanned: u64,
-    last_pk: Option<Vec<String>>,
+    pub(super) last_pk: Option<Vec<String>>,
     /// Fewer rows than asked: the table has no more.
-    end: bool,
+    pub(super) end: bool,
 }
 
 /// The rows of a batch, in the form the target is sent.
-enum BatchRows {
+pub(super) enum BatchRows {
     /// Multi-row INSERT statements (chunks of at most about
     /// [`MAX_CHUNK_BYTES`]).
     Insert(Vec<String>),
@@ -220,14 +405,21 @@ impl InsertWriter {
 }
 
 /// What every batch of one table's copy reads and how it renders them.
-struct BatchQuery<'a> {
-    plan: &'a TablePlan,
-    source_db: &'a str,
-    target_db: &'a str,
-    range: &'a keyshift_types::KeyRange,
-    limit: usize,
-    /// The table's `LOAD DATA` statement; `None`: INSERTs only.
-    load_sql: Option<String>,
+pub(super) struct BatchQuery<'a> {
+    pub(super) plan: &'a TablePlan,
+    pub(super) source_db: &'a str,
+    pub(super) limit: usize,
+}
+
+/// One target's share of a batch: the rows in its key range, rendered for
+/// its database.
+pub(super) struct BatchOut<'a> {
+    pub(super) range: &'a keyshift_types::KeyRange,
+    pub(super) target_db: &'a str,
+    /// The table's `LOAD DATA` statement for this target; `None`: INSERTs
+    /// (the target refuses local loads, or the table has no writable
+    /// column).
+    pub(super) load_sql: Option<String>,
 }
 
 /// Reads the next batch of up to `q.limit` rows after `last_pk` and
@@ -236,16 +428,27 @@ struct BatchQuery<'a> {
 async fn read_batch(
     snap: &mut Snapshot,
     q: &BatchQuery<'_>,
+    out: BatchOut<'_>,
     last_pk: Option<&Vec<String>>,
-    load: bool,
 ) -> Result<Result<ReadBatch, String>, mysql_async::Error> {
+    Ok(read_batches(snap, q, std::slice::from_ref(&out), last_pk)
+        .await?
+        .map(|mut v| v.remove(0)))
+}
+
+/// [`read_batch`] for several targets at once (the streams of one source
+/// shard copying together, see `group`): the rows are read, decoded and
+/// mapped to keyspace ids once, and each target gets the ones in its range.
+pub(super) async fn read_batches(
+    snap: &mut Snapshot,
+    q: &BatchQuery<'_>,
+    outs: &[BatchOut<'_>],
+    last_pk: Option<&Vec<String>>,
+) -> Result<Result<Vec<ReadBatch>, String>, mysql_async::Error> {
     let BatchQuery {
         plan,
         source_db,
-        target_db,
-        range,
         limit,
-        ..
     } = *q;
     let mut sql = format!(
         "SELECT {} FROM {}.{}",
@@ -261,24 +464,27 @@ async fn read_batch(
     sql.push_str(&format!(" ORDER BY {} LIMIT {limit}", plan.order_by()));
     // The binary protocol: FLOAT/DOUBLE arrive as their exact bits.
     let rows: Vec<mysql_async::Row> = snap.conn().exec(sql, ()).await?;
-    let mut out = ReadBatch {
-        rows: BatchRows::Insert(Vec::new()),
-        in_range: 0,
-        scanned: rows.len() as u64,
-        last_pk: last_pk.cloned(),
-        end: rows.len() < limit,
-    };
+    let scanned = rows.len() as u64;
+    let end = rows.len() < limit;
     let vcol = plan.vindex.as_ref().map(|(i, _)| *i);
-    let mut writer = match q.load_sql.as_ref().filter(|_| load) {
-        Some(sql) => RowWriter::Load(LoadWriter::new(plan), sql.clone()),
-        None => RowWriter::Insert(InsertWriter::new(target_db, plan)),
-    };
-    // One row's values, reused. A row outside the key range (half of them
-    // or more with several target shards) is decoded only as far as its
-    // vindex column; only the last row read needs its key.
+    let mut writers: Vec<RowWriter> = outs
+        .iter()
+        .map(|o| match &o.load_sql {
+            Some(sql) => RowWriter::Load(LoadWriter::new(plan), sql.clone()),
+            None => RowWriter::Insert(InsertWriter::new(o.target_db, plan)),
+        })
+        .collect();
+    let mut in_range = vec![0u64; outs.len()];
+    // Which targets take the current row.
+    let mut takers = vec![false; outs.len()];
+    // One row's values, reused. A row outside every key range (half of
+    // them or more with several target shards) is decoded only as far as
+    // its vindex column.
     let mut values: Vec<Value> = Vec::with_capacity(plan.columns.len());
     // The key columns of the last row read, as they came.
-    let mut last_key: Option<Vec<Option<mysql_async::Value>>> = None;
+    let last_key: Option<Vec<Option<mysql_async::Value>>> = rows
+        .last()
+        .map(|r| plan.pk.iter().map(|&k| r.as_ref(k).cloned()).collect());
     for row in rows {
         let mut raw = row.unwrap_raw();
         if raw.len() != plan.columns.len() {
@@ -288,32 +494,45 @@ async fn read_batch(
                 plan.columns.len()
             )));
         }
-        let placed = match vcol {
-            None => true,
+        let ksid = match vcol {
+            None => None,
             Some(i) => {
                 let v = match decode(plan, i, raw[i].clone()) {
                     Ok(v) => v,
                     Err(e) => return Ok(Err(e)),
                 };
-                match in_range(plan, range, Some(&v)) {
-                    Ok(p) => p,
+                match keyspace_id(plan, Some(&v)) {
+                    Ok(k) => k,
                     Err(e) => return Ok(Err(e)),
                 }
             }
         };
-        last_key = Some(plan.pk.iter().map(|&k| raw[k].clone()).collect());
-        if placed {
-            values.clear();
-            for (i, v) in raw.iter_mut().enumerate() {
-                match decode(plan, i, v.take()) {
-                    Ok(v) => values.push(v),
-                    Err(e) => return Ok(Err(e)),
-                }
+        let mut any = false;
+        for (t, o) in takers.iter_mut().zip(outs) {
+            *t = ksid.as_ref().is_none_or(|k| o.range.contains(k.as_bytes()));
+            any |= *t;
+        }
+        if !any {
+            continue;
+        }
+        values.clear();
+        for (i, v) in raw.iter_mut().enumerate() {
+            match decode(plan, i, v.take()) {
+                Ok(v) => values.push(v),
+                Err(e) => return Ok(Err(e)),
             }
-            writer.row(&values);
-            out.in_range += 1;
+        }
+        for ((w, n), _) in writers
+            .iter_mut()
+            .zip(in_range.iter_mut())
+            .zip(&takers)
+            .filter(|(_, t)| **t)
+        {
+            w.row(&values);
+            *n += 1;
         }
     }
+    let mut last = last_pk.cloned();
     if let Some(raw) = last_key {
         let mut key = Vec::with_capacity(plan.pk.len());
         for (&k, v) in plan.pk.iter().zip(raw) {
@@ -322,10 +541,19 @@ async fn read_batch(
                 Err(e) => return Ok(Err(e)),
             }
         }
-        out.last_pk = Some(key);
+        last = Some(key);
     }
-    out.rows = writer.finish();
-    Ok(Ok(out))
+    Ok(Ok(writers
+        .into_iter()
+        .zip(in_range)
+        .map(|(w, n)| ReadBatch {
+            rows: w.finish(),
+            in_range: n,
+            scanned,
+            last_pk: last.clone(),
+            end,
+        })
+        .collect()))
 }
 
 /// Decodes column `i` of a snapshot row.
@@ -362,18 +590,21 @@ async fn copy_table(
     let q = BatchQuery {
         plan: &plan,
         source_db: &source_db,
-        target_db: &target_db,
-        range: &range,
         limit: ctx.spec.copy_batch_rows.max(1),
-        // `None` (INSERTs) for a table without writable columns.
-        load_sql: load_statement(&target_db, &plan),
+    };
+    // `None` (INSERTs) for a table without writable columns.
+    let load_sql = load_statement(&target_db, &plan);
+    let out = |load: bool| BatchOut {
+        range: &range,
+        target_db: &target_db,
+        load_sql: load_sql.clone().filter(|_| load),
     };
     let row_err = |detail: String| StreamError::Row {
         table: table.to_string(),
         detail,
     };
     let mut state = ctx.stored.tables.get(table).cloned().unwrap_or_default();
-    let mut batch = read_batch(snap, &q, state.last_pk.as_ref(), *load)
+    let mut batch = read_batch(snap, &q, out(*load), state.last_pk.as_ref())
         .await
         .map_err(|e| ctx.src_err("reading rows from the snapshot")(e.into()))?
         .map_err(row_err)?;
@@ -400,7 +631,7 @@ async fn copy_table(
         let next_last = next_state.last_pk.clone();
         let ((written, write_time), next, read_time) = if more {
             let read = async {
-                let r = read_batch(snap, &q, next_last.as_ref(), *load).await;
+                let r = read_batch(snap, &q, out(*load), next_last.as_ref()).await;
                 (r, started.elapsed())
             };
             let (w, (r, rt)) = tokio::join!(write, read);
@@ -418,7 +649,7 @@ async fn copy_table(
                 "the target refuses LOAD DATA LOCAL INFILE; this stream copies with INSERT statements from now on"
             );
             *load = false;
-            batch = read_batch(snap, &q, state.last_pk.as_ref(), false)
+            batch = read_batch(snap, &q, out(false), state.last_pk.as_ref())
                 .await
                 .map_err(|e| ctx.src_err("reading rows from the snapshot")(e.into()))?
                 .map_err(row_err)?;

@@ -30,18 +30,18 @@ pub(crate) fn vindex_value(v: &Value) -> vindex::Value {
     }
 }
 
-/// Whether a row whose vindex column holds `value` belongs in `range`.
+/// The keyspace id of a row whose vindex column holds `value`: `None`
+/// when the table has no vindex (an unsharded target keeps every row).
 ///
 /// A value the vindex cannot map (NULL for `hash`, say) belongs to no shard
 /// at all; the gate could not route it either. Dropping it silently would
 /// lose a row, so it is an error the workflow must surface.
-pub(crate) fn in_range(
+pub(crate) fn keyspace_id(
     plan: &TablePlan,
-    range: &KeyRange,
     value: Option<&Value>,
-) -> Result<bool, String> {
+) -> Result<Option<vindex::KeyspaceId>, String> {
     let Some((col, vindex)) = &plan.vindex else {
-        return Ok(true);
+        return Ok(None);
     };
     let Some(value) = value else {
         return Err(format!(
@@ -49,10 +49,20 @@ pub(crate) fn in_range(
             plan.columns[*col].name
         ));
     };
-    let ksid = vindex
+    vindex
         .map(&vindex_value(value))
-        .map_err(|e| e.to_string())?;
-    Ok(range.contains(ksid.as_bytes()))
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Whether a row whose vindex column holds `value` belongs in `range`
+/// (see [`keyspace_id`] for the errors).
+pub(crate) fn in_range(
+    plan: &TablePlan,
+    range: &KeyRange,
+    value: Option<&Value>,
+) -> Result<bool, String> {
+    Ok(keyspace_id(plan, value)?.is_none_or(|k| range.contains(k.as_bytes())))
 }
 
 #[cfg(test)]

@@ -38,6 +38,11 @@
 //! 4. After `copy_cycle`, end the snapshot (a long one holds back the
 //!    source's purge) and start the next cycle.
 //!
+//! The streams of one source shard (one per overlapping target shard) do
+//! steps 1 and 3 together when they are at the same point: one snapshot
+//! and one scan of the source for all of them, each stream catching up and
+//! committing on its own target as above (module `group`, [`CopyGroup`]).
+//!
 //! Invariant after every commit, with P the committed position: for every
 //! table, the target holds exactly the source's rows at P that are in the
 //! key range and whose key is ≤ `last_pk` (all of them when done, none
@@ -98,6 +103,7 @@
 
 mod apply;
 mod copy;
+mod group;
 mod keyfilter;
 mod load;
 mod schema;
@@ -123,6 +129,7 @@ use crate::rows::RowChange;
 use crate::value::APPLIER_SESSION_SQL;
 
 use apply::{Op, SqlBatch, key_of, ops_for};
+pub use group::CopyGroup;
 use schema::{TablePlan, ident, tuple_gt};
 use sidecar::{Stored, position_sql};
 
@@ -177,6 +184,10 @@ pub struct StreamSpec {
     pub on_ddl: OnDdl,
     /// End with [`StreamExit::CopyCompleted`] instead of replicating.
     pub stop_after_copy: bool,
+    /// The other streams of the same source shard in this workflow run,
+    /// to copy with (one snapshot and one scan for all; module `group`).
+    /// `None`: copy alone.
+    pub copy_group: Option<Arc<CopyGroup>>,
     /// Replicate up to exactly this source position, commit it and end with
     /// [`StreamExit::ReachedStop`]: how VDiff and switch-traffic bring a
     /// target to a known point. Only for streams that finished their copy.
@@ -244,6 +255,9 @@ pub struct StreamProgress {
     /// Snapshots opened by the copy since this run started (each after
     /// the first follows a binlog catch-up).
     pub copy_cycles: u64,
+    /// Of those, the snapshots shared with the other streams of the same
+    /// source shard (one scan for all of them; module `group`).
+    pub shared_copy_cycles: u64,
     pub last_error: Option<String>,
 }
 
@@ -619,6 +633,10 @@ async fn run(
     } else {
         StreamState::Running
     });
+    if !copying && let Some(g) = &ctx.spec.copy_group {
+        // Nobody needs to wait for this stream's copy.
+        g.leave(ctx.spec.id);
+    }
     if copying {
         ctx.estimate_rows().await?;
         if !copy::run_copy(&mut ctx).await? {
