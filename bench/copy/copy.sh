@@ -274,24 +274,30 @@ run_dump() {
   elapsed "$t0" "$t1"
 }
 
-# Waits until the servers are idle: a copy leaves InnoDB flushing dirty
-# pages and purging for seconds afterwards (10 servers at ~10% of a core each
-# after the untimed setup copies), which would otherwise be charged to the
-# next contender. At most 120 s; says so if they never settle.
+# Waits until this benchmark's servers are idle: a copy leaves InnoDB
+# flushing dirty pages and purging for seconds afterwards (after the untimed
+# setup copies, ten servers at ~10% of a core each), which would otherwise be
+# charged to the next contender. Only the mariadbd under $WORK count (others
+# on the machine, e.g. a test suite's, are none of our business). At most 60
+# s; says so if they never settle.
 quiesce() {
   local i busy
-  for i in $(seq 1 120); do
-    busy=$(python3 - <<'PY'
-import os, time
+  for i in $(seq 1 60); do
+    busy=$(python3 - "$WORK" <<'PY'
+import os, sys, time
 hz = os.sysconf("SC_CLK_TCK")
+ours = []
+for p in os.listdir("/proc"):
+    try:
+        if p.isdigit() and open(f"/proc/{p}/comm").read().strip() == "mariadbd" \
+                and sys.argv[1].encode() in open(f"/proc/{p}/cmdline", "rb").read():
+            ours.append(p)
+    except OSError:
+        pass
 def total():
     s = 0
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
+    for p in ours:
         try:
-            if open(f"/proc/{p}/comm").read().strip() != "mariadbd":
-                continue
             f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
             s += int(f[11]) + int(f[12])
         except OSError:
