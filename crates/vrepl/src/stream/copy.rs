@@ -33,7 +33,7 @@ use super::{Ctx, Replayed, StreamError, StreamState};
 /// Session settings of the snapshot reader: TIMESTAMPs as UTC wall clock
 /// (what the applier writes back under UTC), and character data as the
 /// bytes stored, in whatever character set the column has.
-pub(super) const SNAPSHOT_SESSION_SQL: &[&str] = &[
+const SNAPSHOT_SESSION_SQL: &[&str] = &[
     "SET SESSION time_zone = '+00:00'",
     "SET SESSION character_set_results = binary",
 ];
@@ -67,21 +67,10 @@ pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
                 }
             }
         }
-        let mut conn = ctx
-            .spec
-            .source
-            .connect()
-            .await
-            .map_err(|e| ctx.src_err("connecting for a snapshot")(e.into()))?;
-        for sql in SNAPSHOT_SESSION_SQL {
-            conn.query_drop(*sql)
-                .await
-                .map_err(|e| ctx.src_err("setting up the snapshot session")(e.into()))?;
-        }
-        let flavor = ctx.flavor.clone();
-        let mut snap = consistent_snapshot(conn, &*flavor)
-            .await
-            .map_err(ctx.src_err("opening a consistent snapshot"))?;
+        let mut snap = match open_snapshot(&ctx.spec.source, &*ctx.flavor).await {
+            Ok(s) => s,
+            Err((during, e)) => return Err(ctx.src_err(during)(e)),
+        };
         let deadline = Instant::now() + ctx.spec.copy_cycle;
         ctx.progress.send_modify(|p| p.copy_cycles += 1);
         let p = snap.position().clone();
@@ -101,6 +90,26 @@ pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
         // here loses nothing.
         let _ = snap.finish().await;
     }
+}
+
+/// A consistent snapshot of `source` for the copy, in the session the
+/// rows are read with; on failure, what was being done.
+pub(super) async fn open_snapshot(
+    source: &keyshift_tablet::Endpoint,
+    flavor: &dyn crate::flavor::ServerFlavor,
+) -> Result<Snapshot, (&'static str, VreplError)> {
+    let mut conn = source
+        .connect()
+        .await
+        .map_err(|e| ("connecting for a snapshot", e.into()))?;
+    for sql in SNAPSHOT_SESSION_SQL {
+        conn.query_drop(*sql)
+            .await
+            .map_err(|e| ("setting up the snapshot session", e.into()))?;
+    }
+    consistent_snapshot(conn, flavor)
+        .await
+        .map_err(|e| ("opening a consistent snapshot", e))
 }
 
 struct LeaveOnDrop<'g>(&'g Arc<CopyGroup>, u64);
@@ -612,24 +621,16 @@ async fn copy_table(
         if ctx.cancel.is_cancelled() {
             return Ok(TableCopy::Cancelled);
         }
-        let rows = std::mem::replace(&mut batch.rows, BatchRows::Insert(Vec::new()));
-        let next_state = TableState {
-            last_pk: batch.last_pk.clone(),
-            done: batch.end,
-            rows_copied: state.rows_copied + batch.in_range,
-            rows_scanned: state.rows_scanned + batch.scanned,
-        };
-        let progress_sql = copy_state_sql(ctx.spec.id, table, &next_state);
         let more = !batch.end && Instant::now() < deadline;
+        let next_last = batch.last_pk.clone();
         // Each stage's time, for the debug log: the slower one bounds the
         // stream's copy rate.
         let started = Instant::now();
         let write = async {
-            let w = write_batch(ctx, table, rows, p, &progress_sql).await;
+            let w = commit_batch(ctx, table, batch, p, &state).await;
             (w, started.elapsed())
         };
-        let next_last = next_state.last_pk.clone();
-        let ((written, write_time), next, read_time) = if more {
+        let ((committed, write_time), next, read_time) = if more {
             let read = async {
                 let r = read_batch(snap, &q, out(*load), next_last.as_ref()).await;
                 (r, started.elapsed())
@@ -639,38 +640,28 @@ async fn copy_table(
         } else {
             (write.await, None, None)
         };
-        if let Written::Refused(err) = written? {
-            // Nothing was written. The next batch, if read, is LOAD text
-            // too: dropped, and read again after this one.
-            tracing::warn!(
-                stream = ctx.spec.id,
-                table,
-                %err,
-                "the target refuses LOAD DATA LOCAL INFILE; this stream copies with INSERT statements from now on"
-            );
+        let Some(next_state) = committed? else {
+            // Refused: nothing was written. The next batch, if read, is
+            // LOAD text too: dropped, and read again after this one.
             *load = false;
             batch = read_batch(snap, &q, out(false), state.last_pk.as_ref())
                 .await
                 .map_err(|e| ctx.src_err("reading rows from the snapshot")(e.into()))?
                 .map_err(row_err)?;
             continue;
-        }
+        };
         tracing::debug!(
             stream = ctx.spec.id,
             table,
             position = %p,
             last_pk = ?next_state.last_pk,
-            rows = batch.in_range,
+            rows = next_state.rows_copied - state.rows_copied,
             done = next_state.done,
             write_ms = write_time.as_secs_f64() * 1e3,
             next_read_ms = read_time.map(|t| t.as_secs_f64() * 1e3),
             "copy batch committed"
         );
-        ctx.stored
-            .tables
-            .insert(table.to_string(), next_state.clone());
         state = next_state;
-        ctx.publish(StreamState::Copying);
         if state.done {
             return Ok(TableCopy::Done);
         }

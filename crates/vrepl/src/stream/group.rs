@@ -39,16 +39,14 @@ use std::time::{Duration, Instant};
 
 use keyshift_tablet::Endpoint;
 use keyshift_types::{KeyRange, Position};
-use mysql_async::prelude::Queryable;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::VreplError;
 use crate::flavor::ServerFlavor;
-use crate::snapshot::consistent_snapshot;
 
 use super::TableSpec;
-use super::copy::{BatchOut, BatchQuery, ReadBatch, SNAPSHOT_SESSION_SQL, read_batches};
+use super::copy::{BatchOut, BatchQuery, ReadBatch, open_snapshot, read_batches};
 use super::load::load_statement;
 use super::schema::TablePlan;
 
@@ -298,22 +296,9 @@ async fn hub(
     mut table: String,
     mut last_pk: Option<Vec<String>>,
 ) {
-    let opened = async {
-        let mut conn = src
-            .endpoint
-            .connect()
-            .await
-            .map_err(|e| HubError::source("connecting for a snapshot", e.into()))?;
-        for sql in SNAPSHOT_SESSION_SQL {
-            conn.query_drop(*sql)
-                .await
-                .map_err(|e| HubError::source("setting up the snapshot session", e.into()))?;
-        }
-        consistent_snapshot(conn, &*src.flavor)
-            .await
-            .map_err(|e| HubError::source("opening a consistent snapshot", e))
-    }
-    .await;
+    let opened = open_snapshot(&src.endpoint, &*src.flavor)
+        .await
+        .map_err(|(during, e)| HubError::source(during, e));
     let mut snap = match opened {
         Ok(s) => s,
         Err(e) => {
