@@ -35,7 +35,9 @@
 //! (one per `keyshift up`) watches the records, runs one
 //! [`keyshift_vrepl::run_stream`] per source shard × overlapping target
 //! shard for workflows that should run, and writes their progress and the
-//! phase changes back. Progress that matters lives on the targets (the
+//! phase changes back. The streams of one source shard get one
+//! [`keyshift_vrepl::CopyGroup`], so that they copy from one snapshot and
+//! one scan of the source instead of one each. Progress that matters lives on the targets (the
 //! vrepl sidecar), so a crash of either loses nothing.
 
 pub mod controller;
