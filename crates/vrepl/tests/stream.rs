@@ -613,6 +613,59 @@ async fn two_shards_under_writes(grouped: bool) {
     }
 }
 
+/// In a copy group, one target dies mid-copy: its stream ends with a
+/// transient error, its sibling copies on (alone) to running, and the
+/// dead one, rerun once its server is back, completes. Nothing lost or
+/// doubled on either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_target_leaves_its_copy_group_and_the_sibling_goes_on() {
+    let mut env = servers(2).await;
+    prepare(&env, 6000, 500).await;
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(writer(env.src.endpoint(), 6, stop.clone()));
+    let ranges = ["-80", "80-"];
+    let group = CopyGroup::new([10, 11]);
+    let specs: Vec<StreamSpec> = ranges
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut sp = spec(&env, i, r, tables(true));
+            sp.copy_batch_rows = 20;
+            sp.copy_group = Some(group.clone());
+            sp
+        })
+        .collect();
+    let mut live = spawn(specs[0].clone());
+    let mut dying = spawn(specs[1].clone());
+    wait_for(&mut dying, "some rows copied in a shared cycle", |p| {
+        p.shared_copy_cycles > 0 && p.tables.first().is_some_and(|t| t.rows_copied > 100)
+    })
+    .await;
+    env.targets[1].kill();
+    let err = tokio::time::timeout(Duration::from_secs(30), dying.task)
+        .await
+        .expect("the stream notices the dead target")
+        .unwrap()
+        .expect_err("a dead target is an error");
+    assert!(err.is_transient(), "{err}");
+    // The sibling does not wait for it: it reaches running meanwhile.
+    wait_for(&mut live, "running", |p| p.state == StreamState::Running).await;
+    env.targets[1].restart().await.unwrap();
+    let mut back = spawn(specs[1].clone());
+    wait_for(&mut back, "running", |p| p.state == StreamState::Running).await;
+    stop.cancel();
+    w.await.unwrap();
+    let end = source_position(&mut env.src.conn().await.unwrap()).await;
+    for s in [&mut live, &mut back] {
+        wait_caught_up(s, &end).await;
+    }
+    assert_all_equal(&env, &ranges, true).await;
+    for s in [live, back] {
+        s.cancel.cancel();
+        assert_eq!(s.task.await.unwrap().unwrap(), StreamExit::Cancelled);
+    }
+}
+
 /// Unsharded → unsharded: every row, no vindex.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsharded_to_unsharded_under_writes() {
