@@ -315,6 +315,7 @@ fn schemas() -> Value {
                 "stop_after_copy": { "type": "boolean", "default": false },
                 "copy_batch_rows": { "type": "integer", "minimum": 1, "default": 10000 },
                 "copy_cycle_ms": { "type": "integer", "minimum": 100, "default": 3600000 },
+                "copy_parallel_tables": { "type": "integer", "minimum": 0, "maximum": 8, "default": 0, "description": "Tables each stream copies at once; 0: half the CPUs, 1 to 4." },
                 "max_transient_retries": { "type": "integer", "minimum": 0, "default": 5 }
             }
         },

@@ -903,6 +903,9 @@ fn parse_options(f: &mut Fields) -> (Options, Vec<(String, String)>) {
     if let Some(v) = of.uint("max_transient_retries", 0) {
         options.max_transient_retries = v as u32;
     }
+    if let Some(v) = of.uint("copy_parallel_tables", 0) {
+        options.copy_parallel_tables = v as usize;
+    }
     (options, of.finish())
 }
 

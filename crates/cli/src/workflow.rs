@@ -85,6 +85,10 @@ pub enum WorkflowCmd {
         /// How long one copy snapshot stays open.
         #[arg(long, default_value = "1h", value_parser = crate::humantime_secs)]
         copy_cycle: Duration,
+        /// Tables each stream copies at once, each with its own writer on
+        /// the target; 0: half the CPUs, 1 to 4.
+        #[arg(long, default_value_t = 0)]
+        copy_parallel_tables: usize,
         /// Transient stream failures retried before the workflow goes to error.
         #[arg(long, default_value_t = 5)]
         max_retries: u32,
@@ -492,6 +496,7 @@ impl Backend {
                 "stop_after_copy": o.stop_after_copy,
                 "copy_batch_rows": o.copy_batch_rows,
                 "copy_cycle_ms": o.copy_cycle_ms,
+                "copy_parallel_tables": o.copy_parallel_tables,
                 "max_transient_retries": o.max_transient_retries,
             },
         })
@@ -633,6 +638,7 @@ pub async fn run(cluster: &Path, args: WorkflowArgs) -> Result<()> {
             validate_only,
             copy_batch_rows,
             copy_cycle,
+            copy_parallel_tables,
             max_retries,
             format,
         } => {
@@ -650,6 +656,7 @@ pub async fn run(cluster: &Path, args: WorkflowArgs) -> Result<()> {
                     copy_batch_rows,
                     copy_cycle_ms: copy_cycle.as_millis() as u64,
                     max_transient_retries: max_retries,
+                    copy_parallel_tables,
                 },
                 by: Trigger::Cli,
             };

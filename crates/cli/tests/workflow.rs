@@ -519,6 +519,9 @@ async fn kill_9_at_random_points_under_writes_loses_nothing() {
         args[3] = &name;
         let at = args.len() - 3;
         args[at] = "20";
+        // Streams that come back out of step copy alone, both tables at
+        // once: kills also land in the middle of parallel table copies.
+        args.extend(["--copy-parallel-tables", "2"]);
         c.ok(&args);
         // Kills at random points until the copy is over, then one while
         // replicating.

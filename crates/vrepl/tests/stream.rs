@@ -237,6 +237,7 @@ fn spec(env: &Env, target: usize, range: &str, tables: Vec<TableSpec>) -> Stream
         key_range: KeyRange::parse(range).unwrap(),
         copy_batch_rows: 200,
         copy_cycle: Duration::from_millis(400),
+        copy_parallel_tables: 1,
         on_ddl: OnDdl::Stop,
         stop_after_copy: false,
         stop_position: None,
@@ -673,7 +674,24 @@ async fn unsharded_to_unsharded_under_writes() {
     prepare(&env, 2000, 1000).await;
     let stop = CancellationToken::new();
     let w = tokio::spawn(writer(env.src.endpoint(), 2, stop.clone()));
-    let mut s = spawn(spec(&env, 0, "-", tables(false)));
+    let mut sp = spec(&env, 0, "-", tables(false));
+    // Both tables at once, in several cycles of small batches.
+    sp.copy_parallel_tables = 2;
+    sp.copy_batch_rows = 50;
+    sp.copy_cycle = Duration::from_millis(150);
+    let mut s = spawn(sp);
+    // The two tables progress together: each has rows before either is done.
+    wait_for(&mut s, "both tables started", |p| {
+        p.tables.iter().all(|t| t.rows_copied > 0) || p.tables.iter().any(|t| t.done)
+    })
+    .await;
+    {
+        let p = s.progress.borrow().clone();
+        assert!(
+            p.tables.iter().all(|t| t.rows_copied > 0 && !t.done),
+            "the tables are copied one after the other: {p:?}"
+        );
+    }
     wait_for(&mut s, "running", |p| p.state == StreamState::Running).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop.cancel();
@@ -684,6 +702,44 @@ async fn unsharded_to_unsharded_under_writes() {
     assert_all_equal(&env, &["-"], false).await;
     s.cancel.cancel();
     assert_eq!(s.task.await.unwrap().unwrap(), StreamExit::Cancelled);
+}
+
+/// A second instance of a stream that copies tables in parallel takes it
+/// over mid-copy: the first one's applier and writer sessions are ended
+/// (none of them can commit behind the new one's back), it fails with a
+/// transient error, and the second copies on to running with every row
+/// equal under writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_ends_the_copy_workers_of_the_first() {
+    let env = servers(1).await;
+    prepare(&env, 4000, 2000).await;
+    let stop = CancellationToken::new();
+    let w = tokio::spawn(writer(env.src.endpoint(), 7, stop.clone()));
+    let mut sp = spec(&env, 0, "-", tables(false));
+    sp.copy_parallel_tables = 2;
+    // Small batches: the copy lasts well beyond the takeover (which waits
+    // a second for the old applier before ending it).
+    sp.copy_batch_rows = 2;
+    let mut first = spawn(sp.clone());
+    wait_for(&mut first, "both tables copying", |p| {
+        !p.tables.is_empty() && p.tables.iter().all(|t| t.rows_copied > 0 && !t.done)
+    })
+    .await;
+    let mut second = spawn(sp.clone());
+    let err = tokio::time::timeout(Duration::from_secs(60), first.task)
+        .await
+        .expect("the first instance ends")
+        .unwrap()
+        .expect_err("the first instance loses its sessions");
+    assert!(err.is_transient(), "{err}");
+    wait_for(&mut second, "running", |p| p.state == StreamState::Running).await;
+    stop.cancel();
+    w.await.unwrap();
+    let end = source_position(&mut env.src.conn().await.unwrap()).await;
+    wait_caught_up(&mut second, &end).await;
+    assert_all_equal(&env, &["-"], false).await;
+    second.cancel.cancel();
+    assert_eq!(second.task.await.unwrap().unwrap(), StreamExit::Cancelled);
 }
 
 /// Streams stopped at random points — by their token or by dropping the
@@ -709,6 +765,9 @@ async fn cancelled_and_dropped_at_random_points() {
                 let mut spec = spec(&env, i, r, tables(true));
                 spec.copy_batch_rows = 10;
                 spec.copy_cycle = Duration::from_millis(100);
+                // Seed 0 copies one table at a time, the others both at
+                // once (writer sessions cancelled and dropped mid-commit).
+                spec.copy_parallel_tables = if seed == 0 { 1 } else { 2 };
                 let cancel = CancellationToken::new();
                 let (tx, rx) = watch::channel(StreamProgress::default());
                 let delay = Duration::from_millis(if round < 6 {
@@ -1105,6 +1164,9 @@ async fn copy_only(
     );
     sp.copy_batch_rows = batch;
     sp.stop_after_copy = true;
+    // The tables at once: the LOAD DATA checks and the refusal are those of
+    // the copy workers' sessions (one table at a time is the other tests').
+    sp.copy_parallel_tables = tables.len();
     let s = spawn(sp);
     tokio::time::timeout(Duration::from_secs(120), s.task)
         .await

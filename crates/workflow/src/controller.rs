@@ -752,6 +752,7 @@ pub async fn stream_spec(
         key_range: key_range.clone(),
         copy_batch_rows: w.options.copy_batch_rows.max(1),
         copy_cycle: Duration::from_millis(w.options.copy_cycle_ms.max(100)),
+        copy_parallel_tables: w.options.copy_parallel_tables(),
         on_ddl: w.options.on_ddl.into(),
         stop_after_copy: w.options.stop_after_copy && !w.copy_done,
         stop_position: None,

@@ -303,6 +303,24 @@ pub struct Options {
     /// Transient stream errors retried automatically before `error`.
     #[serde(default = "default_retries")]
     pub max_transient_retries: u32,
+    /// Tables a stream copies at once (each with its own writer session on
+    /// the target); 0 (the default): half the machine's CPUs, 1 to 4.
+    #[serde(default)]
+    pub copy_parallel_tables: usize,
+}
+
+impl Options {
+    /// [`Options::copy_parallel_tables`] resolved: within the machine's
+    /// limits, since the target's work per row is most of a copy's cost.
+    pub fn copy_parallel_tables(&self) -> usize {
+        match self.copy_parallel_tables {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get() / 2)
+                .unwrap_or(1)
+                .clamp(1, 4),
+            n => n.min(8),
+        }
+    }
 }
 
 impl Default for Options {
@@ -314,6 +332,7 @@ impl Default for Options {
             copy_batch_rows: default_batch(),
             copy_cycle_ms: default_cycle_ms(),
             max_transient_retries: default_retries(),
+            copy_parallel_tables: 0,
         }
     }
 }

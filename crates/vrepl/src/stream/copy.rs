@@ -25,10 +25,14 @@ use crate::value::Value;
 use super::apply::MAX_CHUNK_BYTES;
 use super::group::{CopyGroup, HubError, HubSource, JoinRequest, Joined, SharedBatch, SharedCycle};
 use super::keyfilter::keyspace_id;
-use super::load::{LoadBatch, LoadWriter, Written, load_statement};
+use super::load::{LoadBatch, LoadWriter, Written, load_and_commit, load_statement};
 use super::schema::{TablePlan, ident, tuple_gt};
+use super::sidecar::MAX_COPY_WORKERS;
 use super::sidecar::{TableState, copy_state_sql};
 use super::{Ctx, Replayed, StreamError, StreamState};
+use super::{TARGET_SESSION_SQL, sidecar};
+use crate::value::APPLIER_SESSION_SQL;
+use mysql_async::Conn;
 
 /// Session settings of the snapshot reader: TIMESTAMPs as UTC wall clock
 /// (what the applier writes back under UTC), and character data as the
@@ -79,6 +83,18 @@ pub(super) async fn run_copy(ctx: &mut Ctx<'_>) -> Result<bool, StreamError> {
             return Ok(false);
         }
         ctx.publish(StreamState::Copying);
+        let workers = ctx.spec.copy_parallel_tables.min(MAX_COPY_WORKERS);
+        if load && workers > 1 && ctx.order.iter().filter(|t| !table_done(ctx, t)).count() > 1 {
+            match copy_in_parallel(ctx, &mut snap, &p, deadline, workers).await? {
+                Parallel::CycleOver => {
+                    let _ = snap.finish().await;
+                    continue;
+                }
+                Parallel::Cancelled => return Ok(false),
+                // The rest of the cycle one table at a time, with INSERTs.
+                Parallel::Refused => load = false,
+            }
+        }
         while let Some(table) = next_table(ctx) {
             match copy_table(ctx, &mut snap, &table, &p, deadline, &mut load).await? {
                 TableCopy::Done => continue,
@@ -283,6 +299,292 @@ async fn commit_batch(
     ctx.stored.tables.insert(table.to_string(), next.clone());
     ctx.publish(StreamState::Copying);
     Ok(Some(next))
+}
+
+fn table_done(ctx: &Ctx<'_>, table: &str) -> bool {
+    ctx.stored.tables.get(table).is_some_and(|t| t.done)
+}
+
+/// How a cycle of parallel tables ended.
+enum Parallel {
+    /// Time is up, or every table is copied.
+    CycleOver,
+    Cancelled,
+    /// A worker's target refused `LOAD DATA`; nothing of that batch was
+    /// written and the other workers finished theirs.
+    Refused,
+}
+
+/// One table being copied by a worker in [`copy_in_parallel`].
+struct Slot {
+    table: String,
+    /// Committed progress of the table (the base of the next commit).
+    state: TableState,
+    /// Where the reads are: the key of the last row read, and whether the
+    /// table has no more rows.
+    read_pk: Option<Vec<String>>,
+    read_end: bool,
+    /// Read, waiting for the batch in flight to commit.
+    pending: Option<ReadBatch>,
+    in_flight: bool,
+}
+
+/// What a worker's commit sends back.
+type WorkerDone = (usize, Conn, Result<Option<TableState>, StreamError>);
+
+/// The copy of a cycle with up to `workers` tables at once (parent module,
+/// step 3: all batches come from the one snapshot at `p`, so each table's
+/// invariant holds on its own and their commits need no order). Batches
+/// are read one at a time from the snapshot; each table has one batch
+/// committing on its worker's session and the next one read ahead. The
+/// position `p` is committed once first, so that the workers' transactions
+/// carry only their table's rows and progress.
+async fn copy_in_parallel(
+    ctx: &mut Ctx<'_>,
+    snap: &mut Snapshot,
+    p: &Position,
+    deadline: Instant,
+    workers: usize,
+) -> Result<Parallel, StreamError> {
+    if ctx.stored.position.as_ref() != Some(p) {
+        ctx.commit(Vec::new(), p, 0, StreamState::Copying, &[])
+            .await?;
+    }
+    while ctx.workers.len() < workers {
+        let k = ctx.workers.len();
+        let conn = open_worker(ctx, k).await?;
+        ctx.workers.push(conn);
+    }
+    let mut free: Vec<Conn> = ctx.workers.drain(..).collect();
+    let endpoint = super::endpoint_name(&ctx.spec.target);
+    let mut queue: std::collections::VecDeque<String> = ctx
+        .order
+        .iter()
+        .filter(|t| !table_done(ctx, t))
+        .cloned()
+        .collect();
+    let mut slots: Vec<Option<Slot>> = (0..workers).map(|_| None).collect();
+    let mut commits: tokio::task::JoinSet<WorkerDone> = tokio::task::JoinSet::new();
+    let mut refused = false;
+    let end = loop {
+        if ctx.cancel.is_cancelled() {
+            break Parallel::Cancelled;
+        }
+        let open = Instant::now() < deadline && !refused;
+        // Give free slots a table.
+        for slot in slots.iter_mut().filter(|s| s.is_none() && open) {
+            let Some(table) = queue.pop_front() else {
+                break;
+            };
+            let state = ctx.stored.tables.get(&table).cloned().unwrap_or_default();
+            *slot = Some(Slot {
+                read_pk: state.last_pk.clone(),
+                table,
+                state,
+                read_end: false,
+                pending: None,
+                in_flight: false,
+            });
+        }
+        // Start a commit wherever a batch waits and the table has none in
+        // flight.
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(s) = slot else { continue };
+            if s.in_flight {
+                continue;
+            }
+            let Some(batch) = s.pending.take() else {
+                continue;
+            };
+            let Some(conn) = free.pop() else {
+                s.pending = Some(batch);
+                break;
+            };
+            s.in_flight = true;
+            commits.spawn(worker_commit(
+                i,
+                conn,
+                endpoint.clone(),
+                ctx.spec.id,
+                s.table.clone(),
+                batch,
+                s.state.clone(),
+            ));
+        }
+        // Read ahead for one table that has nothing waiting (the one
+        // whose commit is oldest first would be fairer; in slot order is
+        // simple and keeps every worker fed).
+        let next_read = slots.iter().position(|s| {
+            s.as_ref()
+                .is_some_and(|s| s.pending.is_none() && !s.read_end)
+        });
+        match next_read {
+            Some(i) if open => {
+                let s = slots[i].as_mut().expect("slot chosen above");
+                let batch = read_table_batch(ctx, snap, &s.table, s.read_pk.as_ref()).await?;
+                s.read_pk = batch.last_pk.clone();
+                s.read_end = batch.end;
+                s.pending = Some(batch);
+                continue;
+            }
+            _ => {}
+        }
+        // Nothing to read: wait for a commit.
+        let Some(done) = commits.join_next().await else {
+            // Nothing in flight either: the cycle is over (time, or every
+            // table copied, or a refusal once the others finished).
+            break if refused {
+                Parallel::Refused
+            } else {
+                Parallel::CycleOver
+            };
+        };
+        let (i, conn, result) = done.map_err(|e| StreamError::Progress {
+            id: ctx.spec.id,
+            detail: format!("a copy worker failed: {e}"),
+        })?;
+        free.push(conn);
+        let Some(s) = slots[i].as_mut() else { continue };
+        s.in_flight = false;
+        match result? {
+            Some(next) => {
+                ctx.stored.tables.insert(s.table.clone(), next.clone());
+                ctx.publish(StreamState::Copying);
+                s.state = next;
+                if s.state.done {
+                    slots[i] = None;
+                }
+            }
+            None => {
+                tracing::warn!(
+                    stream = ctx.spec.id,
+                    table = %s.table,
+                    "the target refuses LOAD DATA LOCAL INFILE; this stream copies with INSERT statements from now on"
+                );
+                refused = true;
+            }
+        }
+        if refused || Instant::now() >= deadline {
+            // Read-ahead batches are dropped; they are read again from
+            // the committed progress.
+            for s in slots.iter_mut().flatten() {
+                s.pending = None;
+                s.read_end = true;
+            }
+        }
+    };
+    // Cancelled: dropping the set ends the commits in flight (their
+    // sessions close, rolling back); the sessions are opened again.
+    ctx.workers = free;
+    Ok(end)
+}
+
+/// A worker session: the applier's settings and worker lock `k`.
+async fn open_worker(ctx: &Ctx<'_>, k: usize) -> Result<Conn, StreamError> {
+    let mut conn = ctx
+        .spec
+        .target
+        .connect()
+        .await
+        .map_err(ctx.tgt_err("connecting a copy worker"))?;
+    for sql in APPLIER_SESSION_SQL.iter().chain(TARGET_SESSION_SQL) {
+        conn.query_drop(*sql)
+            .await
+            .map_err(ctx.tgt_err("setting up a copy worker's session"))?;
+    }
+    tracing::debug!(
+        stream = ctx.spec.id,
+        k,
+        conn = conn.id(),
+        "opening copy worker"
+    );
+    sidecar::take_worker_lock(&mut conn, ctx.spec.id, k, ctx.applier_id)
+        .await
+        .map_err(ctx.tgt_err("taking a copy worker's lock"))?
+        .map_err(|detail| StreamError::Busy {
+            id: ctx.spec.id,
+            detail,
+        })?;
+    Ok(conn)
+}
+
+/// The next batch of `table` after `last_pk`, for its own target (as
+/// `LOAD DATA` text).
+async fn read_table_batch(
+    ctx: &Ctx<'_>,
+    snap: &mut Snapshot,
+    table: &str,
+    last_pk: Option<&Vec<String>>,
+) -> Result<ReadBatch, StreamError> {
+    let Some(plan) = ctx.plans.get(table) else {
+        return Err(StreamError::Table {
+            table: table.to_string(),
+            detail: "no plan for the table".into(),
+        });
+    };
+    let q = BatchQuery {
+        plan,
+        source_db: &ctx.spec.source_db,
+        limit: ctx.spec.copy_batch_rows.max(1),
+    };
+    let out = BatchOut {
+        range: &ctx.spec.key_range,
+        target_db: &ctx.spec.target_db,
+        load_sql: load_statement(&ctx.spec.target_db, plan),
+    };
+    read_batch(snap, &q, out, last_pk)
+        .await
+        .map_err(|e| ctx.src_err("reading rows from the snapshot")(e.into()))?
+        .map_err(|detail| StreamError::Row {
+            table: table.to_string(),
+            detail,
+        })
+}
+
+/// Commits one batch on a worker session: its rows and the table's
+/// progress in one transaction (the position is already committed).
+async fn worker_commit(
+    slot: usize,
+    mut conn: Conn,
+    endpoint: String,
+    id: u64,
+    table: String,
+    batch: ReadBatch,
+    state: TableState,
+) -> WorkerDone {
+    let next = TableState {
+        last_pk: batch.last_pk,
+        done: batch.end,
+        rows_copied: state.rows_copied + batch.in_range,
+        rows_scanned: state.rows_scanned + batch.scanned,
+    };
+    let tail = format!("{};\nCOMMIT", copy_state_sql(id, &table, &next));
+    let r = match batch.rows {
+        BatchRows::Load(load) if load.rows > 0 => {
+            load_and_commit(&mut conn, &endpoint, &table, load, tail).await
+        }
+        BatchRows::Load(_) => super::commit_rows(&mut conn, Vec::new(), tail)
+            .await
+            .map(|()| Written::Committed)
+            .map_err(|err| StreamError::Target {
+                endpoint: endpoint.clone(),
+                during: "committing copied rows",
+                err,
+            }),
+        BatchRows::Insert(body) => super::commit_rows(&mut conn, body, tail)
+            .await
+            .map(|()| Written::Committed)
+            .map_err(|err| StreamError::Target {
+                endpoint: endpoint.clone(),
+                during: "committing copied rows",
+                err,
+            }),
+    };
+    let r = r.map(|w| match w {
+        Written::Committed => Some(next),
+        Written::Refused(_) => None,
+    });
+    (slot, conn, r)
 }
 
 fn next_table(ctx: &Ctx<'_>) -> Option<String> {

@@ -272,84 +272,101 @@ impl Ctx<'_> {
         state: StreamState,
         extra: &[String],
     ) -> Result<Written, StreamError> {
-        let LoadBatch { sql, chunks, rows } = load;
-        if rows == 0 {
+        if load.rows == 0 {
             self.commit(Vec::new(), position, 0, state, extra).await?;
             return Ok(Written::Committed);
         }
-        // Consumed by the LOAD's request for data. The future holds only
-        // the chunks until then (it must be Sync; a boxed stream is not).
-        self.target.set_infile_handler(async move {
-            Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
-        });
-        if let Err(e) = self
-            .target
-            .query_drop(format!("START TRANSACTION;\n{sql}"))
-            .await
-        {
-            if !refused(&e) {
-                return Err(self.tgt_err("loading copied rows")(e));
-            }
-            // The server refused before asking for data: the handler still
-            // holds the batch, and the transaction START TRANSACTION opened
-            // is still open.
-            self.target
-                .set_infile_handler(async { Ok(futures::stream::empty().boxed()) });
-            self.target
-                .query_drop("ROLLBACK")
-                .await
-                .map_err(self.tgt_err("rolling back a refused LOAD DATA"))?;
-            return Ok(Written::Refused(e));
-        }
-        let stored = self.target.affected_rows();
-        if stored != rows {
-            let info = self.target.info().into_owned();
-            // Best effort: the stream ends with the error below and drops
-            // the connection, which rolls back anyway.
-            let _ = self.target.query_drop("ROLLBACK").await;
-            return Err(StreamError::Row {
-                table: table.to_string(),
-                detail: format!(
-                    "LOAD DATA stored {stored} of {rows} copied rows ({info}); a LOCAL load \
-                     skips rows whose key already exists on the target instead of failing, \
-                     so the target held rows the copy had not written"
-                ),
-            });
-        }
-        // The IGNORE a LOCAL load implies also turns what strict mode makes
-        // errors for an INSERT (a value truncated or converted to fit the
-        // target's column) into warnings: any warning fails the batch, so
-        // a copy never stores a value other than the source's.
-        let warnings = self.target.get_warnings();
-        if warnings > 0 {
-            let shown: Vec<(String, u32, String)> = self
-                .target
-                .query("SHOW WARNINGS LIMIT 3")
-                .await
-                .unwrap_or_default();
-            let _ = self.target.query_drop("ROLLBACK").await;
-            let shown: Vec<String> = shown
-                .into_iter()
-                .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
-                .collect();
-            return Err(StreamError::Row {
-                table: table.to_string(),
-                detail: format!(
-                    "LOAD DATA of copied rows reported {warnings} warning(s), so a value may \
-                     not have been stored as the source holds it (does the target's table \
-                     differ from the source's?): {}",
-                    shown.join("; ")
-                ),
-            });
-        }
         let tail = commit_tail(self.spec.id, position, 0, state, extra);
-        self.target
-            .query_drop(tail)
-            .await
-            .map_err(self.tgt_err("committing copied rows"))?;
-        self.stored.position = Some(position.clone());
-        Ok(Written::Committed)
+        let endpoint = super::endpoint_name(&self.spec.target);
+        let w = load_and_commit(&mut self.target, &endpoint, table, load, tail).await?;
+        if matches!(w, Written::Committed) {
+            self.stored.position = Some(position.clone());
+        }
+        Ok(w)
     }
+}
+
+/// `START TRANSACTION`, the `LOAD DATA` of `load` (rows of `table`) on
+/// `conn`, checked, then `tail` (which ends with `COMMIT`). See
+/// [`Ctx::commit_load`] for what each failure leaves behind.
+pub(super) async fn load_and_commit(
+    conn: &mut mysql_async::Conn,
+    endpoint: &str,
+    table: &str,
+    load: LoadBatch,
+    tail: String,
+) -> Result<Written, StreamError> {
+    let tgt_err = |during: &'static str| {
+        let endpoint = endpoint.to_string();
+        move |err| StreamError::Target {
+            endpoint,
+            during,
+            err,
+        }
+    };
+    let LoadBatch { sql, chunks, rows } = load;
+    // Consumed by the LOAD's request for data. The future holds only
+    // the chunks until then (it must be Sync; a boxed stream is not).
+    conn.set_infile_handler(async move {
+        Ok(futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
+    });
+    if let Err(e) = conn.query_drop(format!("START TRANSACTION;\n{sql}")).await {
+        if !refused(&e) {
+            return Err(tgt_err("loading copied rows")(e));
+        }
+        // The server refused before asking for data: the handler still
+        // holds the batch, and the transaction START TRANSACTION opened
+        // is still open.
+        conn.set_infile_handler(async { Ok(futures::stream::empty().boxed()) });
+        conn.query_drop("ROLLBACK")
+            .await
+            .map_err(tgt_err("rolling back a refused LOAD DATA"))?;
+        return Ok(Written::Refused(e));
+    }
+    let stored = conn.affected_rows();
+    if stored != rows {
+        let info = conn.info().into_owned();
+        // Best effort: the stream ends with the error below and drops
+        // the connection, which rolls back anyway.
+        let _ = conn.query_drop("ROLLBACK").await;
+        return Err(StreamError::Row {
+            table: table.to_string(),
+            detail: format!(
+                "LOAD DATA stored {stored} of {rows} copied rows ({info}); a LOCAL load \
+                 skips rows whose key already exists on the target instead of failing, \
+                 so the target held rows the copy had not written"
+            ),
+        });
+    }
+    // The IGNORE a LOCAL load implies also turns what strict mode makes
+    // errors for an INSERT (a value truncated or converted to fit the
+    // target's column) into warnings: any warning fails the batch, so
+    // a copy never stores a value other than the source's.
+    let warnings = conn.get_warnings();
+    if warnings > 0 {
+        let shown: Vec<(String, u32, String)> = conn
+            .query("SHOW WARNINGS LIMIT 3")
+            .await
+            .unwrap_or_default();
+        let _ = conn.query_drop("ROLLBACK").await;
+        let shown: Vec<String> = shown
+            .into_iter()
+            .map(|(level, code, msg)| format!("{level} {code}: {msg}"))
+            .collect();
+        return Err(StreamError::Row {
+            table: table.to_string(),
+            detail: format!(
+                "LOAD DATA of copied rows reported {warnings} warning(s), so a value may \
+                 not have been stored as the source holds it (does the target's table \
+                 differ from the source's?): {}",
+                shown.join("; ")
+            ),
+        });
+    }
+    conn.query_drop(tail)
+        .await
+        .map_err(tgt_err("committing copied rows"))?;
+    Ok(Written::Committed)
 }
 
 #[cfg(test)]

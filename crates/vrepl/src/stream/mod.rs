@@ -38,6 +38,13 @@
 //! 4. After `copy_cycle`, end the snapshot (a long one holds back the
 //!    source's purge) and start the next cycle.
 //!
+//! Step 3 may copy several tables at once (`copy_parallel_tables`): their
+//! batches all come from the one snapshot at P, read in turn, and each
+//! table's batches commit in order on a writer session of its own on the
+//! target, with that table's progress. P is committed before they start (by
+//! the catch-up, or an empty commit), so each table's part of the
+//! invariant holds on its own and the tables' commits need no order.
+//!
 //! The streams of one source shard (one per overlapping target shard) do
 //! steps 1 and 3 together when they are at the same point: one snapshot
 //! and one scan of the source for all of them, each stream catching up and
@@ -88,7 +95,12 @@
 //! So the applier session holds the named lock `_keyshift.stream.<id>` for
 //! its life; a new incarnation kills the holder and reads progress only once
 //! the lock is granted, i.e. once the old session, and its transaction, are
-//! gone (`sidecar::take_stream_lock`). Copy and replication write plain
+//! gone (`sidecar::take_stream_lock`). The copy's writer sessions hold
+//! `_keyshift.stream.<id>.w<k>` each; once it holds the stream's lock, a new
+//! incarnation ends every holder of those before it reads progress
+//! (`sidecar::end_old_workers`), and a writer checks, once it holds its own
+//! lock, that the stream's lock is its incarnation's (a writer opened after
+//! the takeover finds it is not). Copy and replication write plain
 //! INSERTs where a row cannot exist yet (or, copying, a LOAD DATA whose
 //! stored row count is checked, since a local load skips duplicates), so a
 //! doubled row would fail loudly rather than pass unnoticed. Non-transactional work is the one exception: a DDL executed
@@ -181,6 +193,10 @@ pub struct StreamSpec {
     pub copy_batch_rows: usize,
     /// How long one snapshot may stay open during the copy.
     pub copy_cycle: Duration,
+    /// Tables copied at once, each by a writer session of its own on the
+    /// target (1: one after another). Capped at 8. Used when the stream
+    /// copies alone; a copy group moves one table at a time.
+    pub copy_parallel_tables: usize,
     pub on_ddl: OnDdl,
     /// End with [`StreamExit::CopyCompleted`] instead of replicating.
     pub stop_after_copy: bool,
@@ -510,6 +526,11 @@ struct Ctx<'p> {
     order: Vec<String>,
     /// The applier session on the target.
     target: Conn,
+    /// Its connection id: the copy workers check it holds the stream's lock.
+    applier_id: u32,
+    /// The copy's extra writer sessions (parallel tables), kept across
+    /// cycles; each holds its worker lock.
+    workers: Vec<Conn>,
     /// A control session on the source (schema, estimates).
     source: Conn,
     /// Mirror of the committed progress: changed only after a commit.
@@ -528,6 +549,34 @@ const TARGET_SESSION_SQL: &[&str] = &[
     "SET SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     "SET SESSION foreign_key_checks = 0",
 ];
+
+/// `START TRANSACTION`, `body` (chunks of row statements, may be empty),
+/// then `tail` (which ends with `COMMIT`), on `conn`. Usually one round
+/// trip: the server stops at the first failing statement, and the caller
+/// drops the connection (rolling back) on error. Large batches go in
+/// several packets of one transaction.
+async fn commit_rows(conn: &mut Conn, body: Vec<String>, tail: String) -> mysql_async::Result<()> {
+    let mut packets = Vec::with_capacity(body.len() + 1);
+    let mut first = String::from("START TRANSACTION");
+    let mut body = body.into_iter();
+    if let Some(chunk) = body.next() {
+        first.push_str(";\n");
+        first.push_str(&chunk);
+    }
+    packets.push(first);
+    packets.extend(body);
+    match packets.last_mut() {
+        Some(last) => {
+            last.push_str(";\n");
+            last.push_str(&tail);
+        }
+        None => packets.push(tail),
+    }
+    for sql in packets {
+        conn.query_drop(sql).await?;
+    }
+    Ok(())
+}
 
 fn endpoint_name(e: &Endpoint) -> String {
     format!("{}:{}", e.host, e.port)
@@ -587,6 +636,13 @@ async fn run(
             id: spec.id,
             detail,
         })?;
+    sidecar::end_old_workers(&mut target, spec.id)
+        .await
+        .map_err(tgt_err("ending the copy workers of a previous run"))?
+        .map_err(|detail| StreamError::Busy {
+            id: spec.id,
+            detail,
+        })?;
     let names: Vec<String> = spec.tables.iter().map(|t| t.name.clone()).collect();
     let source_desc = format!("{src_name}/{}", spec.source_db);
     let stored =
@@ -607,7 +663,10 @@ async fn run(
             .await
             .map_err(src_err("detecting the flavor"))?,
     );
+    let applier_id = target.id();
     let mut ctx = Ctx {
+        applier_id,
+        workers: Vec::new(),
         server_id: server_id_for(&spec),
         spec,
         flavor,
@@ -833,29 +892,8 @@ impl<'p> Ctx<'p> {
         extra: &[String],
     ) -> Result<(), StreamError> {
         let tail = load::commit_tail(self.spec.id, position, applied, state, extra);
-        // Usually one round trip: the server stops at the first failing
-        // statement, and the caller drops the connection (rolling back) on
-        // error. Large batches go in several packets of one transaction.
-        let mut packets = Vec::with_capacity(body.len() + 1);
-        let mut first = String::from("START TRANSACTION");
-        let mut body = body.into_iter();
-        if let Some(chunk) = body.next() {
-            first.push_str(";\n");
-            first.push_str(&chunk);
-        }
-        packets.push(first);
-        packets.extend(body);
-        match packets.last_mut() {
-            Some(last) => {
-                last.push_str(";\n");
-                last.push_str(&tail);
-            }
-            None => packets.push(tail),
-        }
-        for sql in packets {
-            if let Err(e) = self.target.query_drop(sql).await {
-                return Err(self.tgt_err("applying a batch")(e));
-            }
+        if let Err(e) = commit_rows(&mut self.target, body, tail).await {
+            return Err(self.tgt_err("applying a batch")(e));
         }
         self.stored.position = Some(position.clone());
         self.stored.transactions_applied += applied;

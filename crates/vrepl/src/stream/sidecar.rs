@@ -235,7 +235,74 @@ pub(crate) async fn take_stream_lock(
     conn: &mut Conn,
     id: u64,
 ) -> Result<Result<(), StoredError>, mysql_async::Error> {
-    let name = format!("_keyshift.stream.{id}");
+    take_lock(conn, &format!("_keyshift.stream.{id}"), id).await
+}
+
+/// The most copy workers a stream has (`StreamSpec::copy_parallel_tables`
+/// is capped to it), so that a new incarnation knows every worker lock an
+/// old one may hold.
+pub(crate) const MAX_COPY_WORKERS: usize = 8;
+
+fn worker_lock_name(id: u64, k: usize) -> String {
+    format!("_keyshift.stream.{id}.w{k}")
+}
+
+/// The same hazard for the copy's extra writer sessions (parallel tables):
+/// each holds `_keyshift.stream.<id>.w<k>` for its life. A new incarnation,
+/// once it holds the stream's lock, ends every session holding a worker
+/// lock (and waits until they are gone) before it reads progress.
+pub(crate) async fn end_old_workers(
+    conn: &mut Conn,
+    id: u64,
+) -> Result<Result<(), StoredError>, mysql_async::Error> {
+    for k in 0..MAX_COPY_WORKERS {
+        let name = worker_lock_name(id, k);
+        if let Err(e) = take_lock(conn, &name, id).await? {
+            return Ok(Err(e));
+        }
+        conn.exec_drop("SELECT RELEASE_LOCK(?)", (&name,)).await?;
+    }
+    Ok(Ok(()))
+}
+
+/// Takes worker lock `k` of stream `id` on a worker session, then checks
+/// that the stream's lock still belongs to `applier` (the connection id of
+/// this incarnation's applier session). A worker of an incarnation that
+/// has been replaced either holds its lock when the new one ends old
+/// workers (and is ended with it), or takes it afterwards and finds the
+/// stream's lock held by another session here.
+pub(crate) async fn take_worker_lock(
+    conn: &mut Conn,
+    id: u64,
+    k: usize,
+    applier: u32,
+) -> Result<Result<(), StoredError>, mysql_async::Error> {
+    let name = worker_lock_name(id, k);
+    let got: Option<Option<i64>> = conn.exec_first("SELECT GET_LOCK(?, 10)", (&name,)).await?;
+    if got.flatten() != Some(1) {
+        return Ok(Err(format!(
+            "another session keeps the lock `{name}`: is the stream running elsewhere?"
+        )));
+    }
+    let holder: Option<Option<u64>> = conn
+        .exec_first(
+            "SELECT IS_USED_LOCK(?)",
+            (format!("_keyshift.stream.{id}"),),
+        )
+        .await?;
+    if holder.flatten() != Some(u64::from(applier)) {
+        return Ok(Err(
+            "the stream's applier session changed: a newer incarnation runs it".into(),
+        ));
+    }
+    Ok(Ok(()))
+}
+
+async fn take_lock(
+    conn: &mut Conn,
+    name: &str,
+    id: u64,
+) -> Result<Result<(), StoredError>, mysql_async::Error> {
     let got: Option<Option<i64>> = conn.exec_first("SELECT GET_LOCK(?, 1)", (&name,)).await?;
     if got.flatten() == Some(1) {
         return Ok(Ok(()));
