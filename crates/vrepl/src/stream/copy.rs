@@ -280,12 +280,7 @@ async fn commit_batch(
     p: &Position,
     state: &TableState,
 ) -> Result<Option<TableState>, StreamError> {
-    let next = TableState {
-        last_pk: batch.last_pk,
-        done: batch.end,
-        rows_copied: state.rows_copied + batch.in_range,
-        rows_scanned: state.rows_scanned + batch.scanned,
-    };
+    let next = state.after(&batch);
     let progress_sql = copy_state_sql(ctx.spec.id, table, &next);
     if let Written::Refused(err) = write_batch(ctx, table, batch.rows, p, &progress_sql).await? {
         tracing::warn!(
@@ -552,33 +547,27 @@ async fn worker_commit(
     batch: ReadBatch,
     state: TableState,
 ) -> WorkerDone {
-    let next = TableState {
-        last_pk: batch.last_pk,
-        done: batch.end,
-        rows_copied: state.rows_copied + batch.in_range,
-        rows_scanned: state.rows_scanned + batch.scanned,
-    };
+    let next = state.after(&batch);
     let tail = format!("{};\nCOMMIT", copy_state_sql(id, &table, &next));
     let r = match batch.rows {
         BatchRows::Load(load) if load.rows > 0 => {
             load_and_commit(&mut conn, &endpoint, &table, load, tail).await
         }
-        BatchRows::Load(_) => super::commit_rows(&mut conn, Vec::new(), tail)
-            .await
-            .map(|()| Written::Committed)
-            .map_err(|err| StreamError::Target {
-                endpoint: endpoint.clone(),
-                during: "committing copied rows",
-                err,
-            }),
-        BatchRows::Insert(body) => super::commit_rows(&mut conn, body, tail)
-            .await
-            .map(|()| Written::Committed)
-            .map_err(|err| StreamError::Target {
-                endpoint: endpoint.clone(),
-                during: "committing copied rows",
-                err,
-            }),
+        rows => {
+            let body = match rows {
+                BatchRows::Insert(body) => body,
+                // No row in this target's range: the progress alone.
+                BatchRows::Load(_) => Vec::new(),
+            };
+            super::commit_rows(&mut conn, body, tail)
+                .await
+                .map(|()| Written::Committed)
+                .map_err(|err| StreamError::Target {
+                    endpoint: endpoint.clone(),
+                    during: "committing copied rows",
+                    err,
+                })
+        }
     };
     let r = r.map(|w| match w {
         Written::Committed => Some(next),
@@ -617,6 +606,19 @@ pub(super) enum BatchRows {
     /// [`MAX_CHUNK_BYTES`]).
     Insert(Vec<String>),
     Load(LoadBatch),
+}
+
+impl TableState {
+    /// The table's progress once `batch` (read after this progress) is
+    /// committed.
+    fn after(&self, batch: &ReadBatch) -> TableState {
+        TableState {
+            last_pk: batch.last_pk.clone(),
+            done: batch.end,
+            rows_copied: self.rows_copied + batch.in_range,
+            rows_scanned: self.rows_scanned + batch.scanned,
+        }
+    }
 }
 
 /// Renders a batch, in either form.
