@@ -7,7 +7,7 @@ want=(mariadb-server mariadb-client)
 if [[ "${1:-}" == "--test" ]]; then
   # sysbench, mydumper (with myloader) and percona-toolkit (pt-table-checksum):
   # the peers `bench/run.sh small` runs keyshift against (crates/cli/tests/bench_small.rs).
-  want+=(openssl sysbench mydumper percona-toolkit chromium chromium-driver)
+  want+=(openssl sysbench mydumper percona-toolkit haproxy chromium chromium-driver)
 fi
 
 missing=()

@@ -23,10 +23,19 @@
 #           `[gate] socket`, default <data_dir>/gate.sock).
 # Each transport gets its own gate/direct ratio.
 #
+# The peer (unsharded only): HAProxy in TCP mode ("l4"), a production proxy
+# that forwards bytes without reading them, between the same client and the
+# same server, in the same rounds. It costs what any extra process hop costs
+# on this machine, without any of the gate's work, so gate/l4 says how much
+# of the gap is the gate's own and l4/direct how much is the hop's.
+# (HAProxy gets the same transport as the other sides: a TCP frontend to the
+# tablet's port, or a unix-socket frontend to the tablet's socket.)
+#
 # Usage: bench/gate/gate.sh            (from anywhere; builds target/release)
 # Env:   TIME=20 ROUNDS=3 THREADS=4 TABLES=4 TABLE_SIZE=10000
 #        WORKLOADS="oltp_point_select oltp_read_write"  SKIP_BUILD=1  KEEP=1
 #        TRANSPORT=tcp|socket|both (default both; rounds interleave them)
+#        L4=0 (leave out the HAProxy peer; default: on when haproxy is installed)
 #        RESULTS=bench/gate/RESULTS.md (where the summary is written; "" = don't)
 #        KEYSHIFT_BIN=<binary> (used as is, no build)
 #        MAX_GATE_ERRORS=N (fail when sysbench through the gate saw more than N
@@ -72,6 +81,12 @@ done
 
 keyshift_bin "$ROOT"
 
+L4=${L4:-1}
+if [ "$L4" = 1 ] && ! command -v haproxy >/dev/null; then
+  say "gate.sh: haproxy is not installed (scripts/install-deps.sh --test): the l4 peer is left out"
+  L4=0
+fi
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 WORK=$(mktemp -d /tmp/ks-bench.XXXXXX)
 CLUSTER=$WORK/keyshift.toml
@@ -81,6 +96,7 @@ GATE_USER=app
 GATE_PASS=app-pw
 
 cleanup() {
+  if [ -s "$WORK/haproxy.pid" ]; then kill "$(cat "$WORK/haproxy.pid")" 2>/dev/null || true; fi
   "$BIN" --cluster "$CLUSTER" down >/dev/null 2>&1 || true
   if [ -z "${KEEP:-}" ]; then rm -rf "$WORK"; else say "kept $WORK"; fi
 }
@@ -163,6 +179,35 @@ done
 root_sql "$S1_SOCK" -e "CREATE DATABASE IF NOT EXISTS sbfull"
 
 sb_common=(--tables="$TABLES" --table-size="$TABLE_SIZE")
+
+# The l4 peer: HAProxy, TCP mode, one thread per CPU, in front of the sbplain tablet.
+L4_PORT="" L4_SOCK=""
+if [ "$L4" = 1 ]; then
+  L4_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  L4_SOCK=$WORK/l4.sock
+  cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread $(nproc)
+    maxconn 1000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend tcp_in
+    bind 127.0.0.1:$L4_PORT
+    default_backend tcp_tablet
+backend tcp_tablet
+    server tablet 127.0.0.1:$PLAIN_PORT
+frontend socket_in
+    bind unix@$L4_SOCK
+    default_backend socket_tablet
+backend socket_tablet
+    server tablet unix@$PLAIN_SOCK
+EOF
+  haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid" || die "haproxy did not start (config: $WORK/haproxy.cfg)"
+  say "== l4 peer: $(haproxy -v | head -1 | cut -d' ' -f1-3) on 127.0.0.1:$L4_PORT and $L4_SOCK"
+fi
 
 say "== loading $TABLES x $TABLE_SIZE rows into sbplain (sysbench prepare, direct)"
 sysbench oltp_read_write "${sb_common[@]}" --mysql-host=127.0.0.1 --mysql-port="$PLAIN_PORT" \
@@ -250,16 +295,25 @@ for w in $WORKLOADS; do
           if [ "$t" = tcp ]; then d_ep=tcp:$PLAIN_PORT g_ep=tcp:$GATE_PORT; else d_ep=socket:$PLAIN_SOCK g_ep=socket:$GATE_SOCK; fi
           direct=("$d_ep" "$DB_USER" "$DB_PASS" sbplain)
           gate=("$g_ep" "$GATE_USER" "$GATE_PASS" sbplain)
+          if [ "$t" = tcp ]; then l4_ep=tcp:$L4_PORT; else l4_ep=socket:$L4_SOCK; fi
+          l4=("$l4_ep" "$DB_USER" "$DB_PASS" sbplain)
+          sides="direct gate"
+          if [ "$L4" = 1 ]; then sides="direct gate l4"; fi
         else
           if [ "$t" = tcp ]; then d_ep=tcp:$S1_PORT g_ep=tcp:$GATE_PORT; else d_ep=socket:$S1_SOCK g_ep=socket:$GATE_SOCK; fi
           direct=("$d_ep" "$DB_USER" "$DB_PASS" sbfull)
           gate=("$g_ep" "$GATE_USER" "$GATE_PASS" sbshard)
+          sides="direct gate"
         fi
-        # Alternate who goes first, so that drift (buffer pool warming, page
+        # Rotate who goes first, so that drift (buffer pool warming, page
         # flushing) does not favour one side.
-        if [ $((r % 2)) = 1 ]; then order="direct gate"; else order="gate direct"; fi
+        order=$(python3 -c 'import sys; s=sys.argv[2].split(); k=int(sys.argv[1])%len(s); print(" ".join(s[k:]+s[:k]))' "$((r - 1))" "$sides")
         for side in $order; do
-          if [ "$side" = direct ]; then res=$(run "$w" "${direct[@]}"); else res=$(run "$w" "${gate[@]}"); fi
+          case $side in
+            direct) res=$(run "$w" "${direct[@]}") ;;
+            gate) res=$(run "$w" "${gate[@]}") ;;
+            l4) res=$(run "$w" "${l4[@]}") ;;
+          esac
           # shellcheck disable=SC2086
           set -- $res
           say "   $w $kind $t round $r $side: tps $1 p95 ${2}ms ignored errors $3"
@@ -275,8 +329,8 @@ mean2() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print(f"{s
 ratio() { python3 -c 'import sys; print(f"{float(sys.argv[1])/float(sys.argv[2]):.2f}")' "$1" "$2"; }
 
 table=$(
-  printf '| workload | keyspace | transport | direct TPS | gate TPS | gate/direct | direct p95 ms | gate p95 ms | ignored errors (direct/gate) |\n'
-  printf '|---|---|---|---:|---:|---:|---:|---:|---|\n'
+  printf '| workload | keyspace | transport | direct TPS | gate TPS | gate/direct | l4 TPS | l4/direct | gate/l4 | direct p95 ms | gate p95 ms | ignored errors (direct/gate) |\n'
+  printf '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n'
   for w in $WORKLOADS; do
     for kind in unsharded sharded; do
       for t in $TRANSPORTS; do
@@ -285,8 +339,13 @@ table=$(
         dt=$(mean ${TPS[$k/direct]}); gt=$(mean ${TPS[$k/gate]})
         # shellcheck disable=SC2086
         dp=$(mean2 ${P95[$k/direct]}); gp=$(mean2 ${P95[$k/gate]})
-        printf '| %s | %s | %s | %s | %s | **%s** | %s | %s | %s/%s |\n' "$w" "$kind" "$t" "$dt" "$gt" "$(ratio "$gt" "$dt")" \
-          "$dp" "$gp" "${ERR[$k/direct]}" "${ERR[$k/gate]}"
+        lt="—" lr="—" gl="—"
+        if [ -n "${TPS[$k/l4]:-}" ]; then
+          # shellcheck disable=SC2086
+          lt=$(mean ${TPS[$k/l4]}); lr=$(ratio "$lt" "$dt"); gl=$(ratio "$gt" "$lt")
+        fi
+        printf '| %s | %s | %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %s/%s |\n' "$w" "$kind" "$t" "$dt" "$gt" "$(ratio "$gt" "$dt")" \
+          "$lt" "$lr" "$gl" "$dp" "$gp" "${ERR[$k/direct]}" "${ERR[$k/gate]}"
       done
     done
   done
@@ -296,7 +355,8 @@ rounds=$(
     for kind in unsharded sharded; do
       for t in $TRANSPORTS; do
         k=$w/$kind/$t
-        printf -- '- %s %s %s: direct TPS%s; gate TPS%s\n' "$w" "$kind" "$t" "${TPS[$k/direct]}" "${TPS[$k/gate]}"
+        printf -- '- %s %s %s: direct TPS%s; gate TPS%s%s\n' "$w" "$kind" "$t" "${TPS[$k/direct]}" "${TPS[$k/gate]}" \
+          "${TPS[$k/l4]:+; l4 TPS${TPS[$k/l4]}}"
       done
     done
   done
@@ -324,6 +384,10 @@ transports_line=$(
   done
 )
 
+L4_LINE=""
+if [ "$L4" = 1 ]; then
+  L4_LINE="l4 (unsharded rows) = $(haproxy -v | head -1 | cut -d' ' -f1-3) in TCP mode, $(nproc) threads, forwarding bytes between the same client and server without reading them: the cost of the extra hop alone."
+fi
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 machine="$(nproc) CPUs ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr); $(mariadbd --version 2>/dev/null | sed 's/^.*Ver //'); $(sysbench --version). Load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg). sysbench, the gate and the servers share these CPUs."
 summary=$(cat <<EOF
@@ -337,6 +401,7 @@ sysbench: $THREADS threads, $TIME s per run, $ROUNDS rounds per side alternating
 \`--db-ps-mode=auto\`. Means over the rounds. ${transports_line}
 Unsharded: direct = the sbplain tablet's own server. Sharded (2 shards, hash on id): direct = ONE server
 (the -80 tablet's) holding ALL rows in database sbfull.
+${L4_LINE}
 
 $table
 
