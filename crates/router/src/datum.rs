@@ -211,7 +211,27 @@ fn cmp_i_u(i: i64, u: u64) -> Ordering {
 /// and the longer string's remaining weights compare against a space's (so
 /// trailing spaces count for nothing). Bytes that are not UTF-8 weigh as
 /// U+FFFD.
+///
+/// Scatter merges (ORDER BY, DISTINCT, GROUP BY on text) compare the same
+/// long strings many times, and they nearly always differ early: so the
+/// common prefix that is ASCII and equal ignoring case is skipped first
+/// (its weights are equal and it ends on a character boundary), and a
+/// first difference between two ASCII bytes decides at once. Only the rest
+/// of the strings, from a non-ASCII character or the end of one of them,
+/// is weighed character by character.
 fn compare_ci(a: &[u8], b: &[u8]) -> Ordering {
+    let same = a
+        .iter()
+        .zip(b)
+        .take_while(|(x, y)| x.is_ascii() && y.is_ascii() && x.eq_ignore_ascii_case(y))
+        .count();
+    let (a, b) = (&a[same..], &b[same..]);
+    if let (Some(x), Some(y)) = (a.first(), b.first())
+        && x.is_ascii()
+        && y.is_ascii()
+    {
+        return x.to_ascii_uppercase().cmp(&y.to_ascii_uppercase());
+    }
     if a.is_ascii() && b.is_ascii() {
         return compare_weights(
             a.iter().map(|&c| u32::from(c.to_ascii_uppercase())),
@@ -528,6 +548,56 @@ impl fmt::Display for Dec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// `utf8mb4_general_ci` weighed character by character over the whole
+    /// strings: what [`compare_ci`]'s shortcuts must agree with.
+    fn compare_ci_by_weights(a: &[u8], b: &[u8]) -> Ordering {
+        let (a, b) = (String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        compare_weights(
+            a.chars().map(general_ci_weight),
+            b.chars().map(general_ci_weight),
+        )
+    }
+
+    /// Short strings over an alphabet where case, accents, trailing spaces,
+    /// characters below a space and outside the BMP, and broken UTF-8 all
+    /// matter, so random pairs often share prefixes and tie.
+    fn ci_bytes() -> impl Strategy<Value = Vec<u8>> {
+        const PIECES: &[&str] = &[
+            "a", "A", "b", "B", "z", "-", " ", "\t", "\u{0}", "é", "E", "É", "ß", "s", "S", "😀",
+            "\u{ffff}", "ä",
+        ];
+        prop::collection::vec(
+            prop_oneof![
+                4 => prop::sample::select(PIECES).prop_map(|p| p.as_bytes().to_vec()),
+                1 => prop::sample::select(vec![0xC3u8, 0xFF, 0x80]).prop_map(|b| vec![b]),
+            ],
+            0..8,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+        #[test]
+        fn ci_shortcuts_agree_with_weighing_every_character(a in ci_bytes(), b in ci_bytes()) {
+            prop_assert_eq!(compare_ci(&a, &b), compare_ci_by_weights(&a, &b));
+            let (pa, pb) = ([b"prefix-".as_slice(), &a].concat(), [b"PREFIX-".as_slice(), &b].concat());
+            prop_assert_eq!(compare_ci(&pa, &pb), compare_ci_by_weights(&pa, &pb));
+        }
+    }
+
+    #[test]
+    fn ci_compare_examples() {
+        let c = |a: &str, b: &str| compare_ci(a.as_bytes(), b.as_bytes());
+        assert_eq!(c("abc", "ABC"), Ordering::Equal);
+        assert_eq!(c("abc  ", "ABC"), Ordering::Equal);
+        assert_eq!(c("abc", "abd"), Ordering::Less);
+        assert_eq!(c("ab\t", "ab"), Ordering::Less);
+        assert_eq!(c("résumé", "RESUME"), Ordering::Equal);
+        assert_eq!(c("x-é", "x-f"), Ordering::Less);
+    }
 
     fn dec(s: &str) -> Datum {
         Datum::Decimal(s.into())

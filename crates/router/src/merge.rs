@@ -220,18 +220,35 @@ fn fold(acc: &mut Row, row: &Row, agg: &Aggregation) {
     }
 }
 
+/// Keeps the first of each set of rows equal in their visible columns (by
+/// MySQL comparison), in their original order. Sorting row numbers makes it
+/// O(n log n) comparisons: a scatter `SELECT DISTINCT` of a few hundred
+/// long strings compared every pair before, and that was a quarter of the
+/// gate's CPU under sysbench's sharded oltp_read_write.
 fn distinct(rows: Vec<Row>, hidden: usize) -> Vec<Row> {
-    let mut out: Vec<Row> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let visible = row.len().saturating_sub(hidden);
-        let dup = out.iter().any(|o| {
-            o.len() == row.len() && (0..visible).all(|i| compare(&o[i], &row[i]) == Ordering::Equal)
-        });
-        if !dup {
-            out.push(row);
+    let cmp_visible = |a: &Row, b: &Row| -> Ordering {
+        let visible = a.len().min(b.len()).saturating_sub(hidden);
+        (0..visible)
+            .map(|i| compare(&a[i], &b[i]))
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+            .then(a.len().cmp(&b.len()))
+    };
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    // ties keep their original order, so each run of equals starts with its first row
+    order.sort_by(|&x, &y| cmp_visible(&rows[x], &rows[y]));
+    let mut keep = vec![false; rows.len()];
+    let mut last: Option<usize> = None;
+    for i in order {
+        if last.is_none_or(|l| cmp_visible(&rows[l], &rows[i]).is_ne()) {
+            keep[i] = true;
+            last = Some(i);
         }
     }
-    out
+    rows.into_iter()
+        .zip(keep)
+        .filter_map(|(row, k)| k.then_some(row))
+        .collect()
 }
 
 #[cfg(test)]
@@ -430,6 +447,43 @@ mod tests {
             &m,
         );
         assert_eq!(out, vec![vec![t("a")], vec![t("x")], vec![t("y")]]);
+    }
+
+    /// The definition: a row is dropped when an earlier kept row of the
+    /// same width equals it in every visible column.
+    fn distinct_pairwise(rows: Vec<Row>, hidden: usize) -> Vec<Row> {
+        let mut out: Vec<Row> = Vec::new();
+        for row in rows {
+            let visible = row.len().saturating_sub(hidden);
+            let dup = out.iter().any(|o| {
+                o.len() == row.len()
+                    && (0..visible).all(|i| compare(&o[i], &row[i]) == Ordering::Equal)
+            });
+            if !dup {
+                out.push(row);
+            }
+        }
+        out
+    }
+
+    fn cell_strategy() -> impl proptest::strategy::Strategy<Value = Datum> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(Null),
+            (-2i64..3).prop_map(Int),
+            prop::sample::select(vec!["a", "A", "a ", "b", "é", "E", ""]).prop_map(t),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn distinct_keeps_the_first_of_each_equal_set_in_order(
+            rows in proptest::collection::vec(proptest::collection::vec(cell_strategy(), 1..4), 0..24),
+            hidden in 0usize..2,
+        ) {
+            proptest::prop_assert_eq!(distinct(rows.clone(), hidden), distinct_pairwise(rows, hidden));
+        }
     }
 
     #[test]
