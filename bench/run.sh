@@ -36,6 +36,7 @@ small() {
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadbd)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
   if ((${#missing[@]})); then
     echo "bench small: SKIPPED, missing: ${missing[*]} (scripts/install-deps.sh --test installs them)"
     exit 77

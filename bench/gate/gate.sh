@@ -82,7 +82,9 @@ done
 keyshift_bin "$ROOT"
 
 L4=${L4:-1}
-if [ "$L4" = 1 ] && ! command -v haproxy >/dev/null; then
+# (Debian puts it in /usr/sbin, which is not on a user's PATH.)
+HAPROXY=$(command -v haproxy || { [ -x /usr/sbin/haproxy ] && echo /usr/sbin/haproxy; } || true)
+if [ "$L4" = 1 ] && [ -z "$HAPROXY" ]; then
   say "gate.sh: haproxy is not installed (scripts/install-deps.sh --test): the l4 peer is left out"
   L4=0
 fi
@@ -205,8 +207,8 @@ frontend socket_in
 backend socket_tablet
     server tablet unix@$PLAIN_SOCK
 EOF
-  haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid" || die "haproxy did not start (config: $WORK/haproxy.cfg)"
-  say "== l4 peer: $(haproxy -v | head -1 | cut -d' ' -f1-3) on 127.0.0.1:$L4_PORT and $L4_SOCK"
+  "$HAPROXY" -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid" || die "haproxy did not start (config: $WORK/haproxy.cfg)"
+  say "== l4 peer: $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3) on 127.0.0.1:$L4_PORT and $L4_SOCK"
 fi
 
 say "== loading $TABLES x $TABLE_SIZE rows into sbplain (sysbench prepare, direct)"
@@ -386,7 +388,7 @@ transports_line=$(
 
 L4_LINE=""
 if [ "$L4" = 1 ]; then
-  L4_LINE="l4 (unsharded rows) = $(haproxy -v | head -1 | cut -d' ' -f1-3) in TCP mode, $(nproc) threads, forwarding bytes between the same client and server without reading them: the cost of the extra hop alone."
+  L4_LINE="l4 (unsharded rows) = $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3) in TCP mode, $(nproc) threads, forwarding bytes between the same client and server without reading them: the cost of the extra hop alone."
 fi
 cpu=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)
 machine="$(nproc) CPUs ($cpu), $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr); $(mariadbd --version 2>/dev/null | sed 's/^.*Ver //'); $(sysbench --version). Load average before the run: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg). sysbench, the gate and the servers share these CPUs."
