@@ -10,9 +10,9 @@ use std::fs::OpenOptions;
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::stream::BoxStream;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -68,6 +68,30 @@ struct Inner {
     notify: Notify,
     closed: AtomicBool,
     opts: FileTopoOptions,
+    /// The store's revision as a watcher's poll last read it, shared by all
+    /// watchers: an idle one whose cursor is already there skips its own
+    /// read while the probe is younger than half a poll interval. A node has
+    /// a dozen watchers polling every 20 ms; without this each one was an
+    /// SQLite read on a blocking thread, hundreds a second on an idle node.
+    probe: Mutex<Option<Probe>>,
+    /// Held while a poll reads the store, so that watchers whose timers
+    /// fire together wait for that read's probe instead of all reading.
+    polling: tokio::sync::Mutex<()>,
+    /// Bumped by every write made through this handle, which makes any
+    /// probe taken before it stale: in-process writes reach watchers at once.
+    writes: AtomicU64,
+    /// SQLite reads made by watch polls (for tests and debugging).
+    poll_reads: AtomicU64,
+}
+
+/// See [`Inner::probe`].
+#[derive(Clone, Copy)]
+struct Probe {
+    /// When the read that saw `revision` started.
+    at: Instant,
+    revision: Revision,
+    /// [`Inner::writes`] when that read started.
+    writes: u64,
 }
 
 impl Inner {
@@ -141,6 +165,13 @@ impl FileTopo {
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
+
+    /// SQLite reads made by watch polls so far: shows that idle watchers
+    /// share their polls (see the shared revision probe) instead of each
+    /// reading the file every poll interval.
+    pub fn watch_poll_reads(&self) -> u64 {
+        self.inner.poll_reads.load(Ordering::Relaxed)
+    }
 }
 
 fn open_blocking(path: PathBuf, mut opts: FileTopoOptions) -> Result<Inner, TopoError> {
@@ -190,6 +221,10 @@ fn open_blocking(path: PathBuf, mut opts: FileTopoOptions) -> Result<Inner, Topo
         notify: Notify::new(),
         closed: AtomicBool::new(false),
         opts,
+        probe: Mutex::new(None),
+        polling: tokio::sync::Mutex::new(()),
+        writes: AtomicU64::new(0),
+        poll_reads: AtomicU64::new(0),
     })
 }
 
@@ -543,15 +578,18 @@ fn read_events_blocking(
     conn: &mut Connection,
     prefix: &str,
     mut cursor: Cursor,
-) -> Result<(Vec<WatchEvent>, Cursor), TopoError> {
+) -> Result<(Vec<WatchEvent>, Cursor, Revision), TopoError> {
     let r = |e: rusqlite::Error| inner.err("reading event log", e);
     // Every watcher polls every `poll_interval` (changes made by other
     // processes are seen no other way), and nearly always nothing changed:
     // then one indexed read answers, instead of a transaction and four
     // queries. A revision no newer than `seen_rev` means no event is
     // missing, and compaction never passes the current revision.
-    if cursor.seq.is_some() && meta_value(inner, conn, "revision")? <= cursor.seen_rev {
-        return Ok((Vec::new(), cursor));
+    if cursor.seq.is_some() {
+        let revision = meta_value(inner, conn, "revision")?;
+        if revision <= cursor.seen_rev {
+            return Ok((Vec::new(), cursor, revision));
+        }
     }
     // One read transaction, so the compaction point, the revision and the events agree.
     let tx = conn.transaction().map_err(r)?;
@@ -637,7 +675,20 @@ fn read_events_blocking(
         cursor.seq = Some(head_seq.max(start_seq) as u64);
         cursor.seen_rev = cursor.seen_rev.max(revision);
     }
-    Ok((out, cursor))
+    Ok((out, cursor, revision))
+}
+
+impl Inner {
+    /// Whether a recent enough poll saw the store at or before `seen`, with
+    /// no write through this handle since.
+    fn probe_says_nothing_after(&self, seen: Revision) -> bool {
+        let probe = *self.probe.lock().unwrap_or_else(|e| e.into_inner());
+        probe.is_some_and(|p| {
+            p.revision <= seen
+                && p.writes == self.writes.load(Ordering::Acquire)
+                && p.at.elapsed() < self.opts.poll_interval / 2
+        })
+    }
 }
 
 impl EventSource for Inner {
@@ -658,10 +709,29 @@ impl EventSource for Inner {
         prefix: Arc<str>,
         cursor: Cursor,
     ) -> Result<(Vec<WatchEvent>, Cursor), TopoError> {
-        self.run(false, move |inner, conn| {
-            read_events_blocking(inner, conn, &prefix, cursor)
-        })
-        .await
+        if cursor.seq.is_some() && self.probe_says_nothing_after(cursor.seen_rev) {
+            return Ok((Vec::new(), cursor));
+        }
+        let _polling = self.polling.lock().await;
+        if cursor.seq.is_some() && self.probe_says_nothing_after(cursor.seen_rev) {
+            return Ok((Vec::new(), cursor));
+        }
+        let (at, writes) = (Instant::now(), self.writes.load(Ordering::Acquire));
+        self.poll_reads.fetch_add(1, Ordering::Relaxed);
+        let (events, cursor, revision) = self
+            .run(false, move |inner, conn| {
+                read_events_blocking(inner, conn, &prefix, cursor)
+            })
+            .await?;
+        let mut probe = self.probe.lock().unwrap_or_else(|e| e.into_inner());
+        if probe.is_none_or(|p| p.at < at) {
+            *probe = Some(Probe {
+                at,
+                revision,
+                writes,
+            });
+        }
+        Ok((events, cursor))
     }
 }
 
@@ -721,6 +791,7 @@ impl Topo for FileTopo {
             .run(true, move |inner, conn| apply_txn(inner, conn, ops))
             .await?;
         if changed {
+            self.inner.writes.fetch_add(1, Ordering::AcqRel);
             self.inner.notify.notify_waiters();
         }
         Ok(rev)

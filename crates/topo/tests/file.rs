@@ -298,3 +298,66 @@ async fn damaged_topo_file_errors_without_panic() {
         }
     }
 }
+
+/// A node keeps a dozen idle watches on its topo; each used to read the
+/// file every poll interval. They now share one recent read of the store's
+/// revision, and still see writes from this handle and from another
+/// process's (here: another handle, with its own connections and probe).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_watchers_share_their_polls_and_still_see_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topo.db");
+    let opts = FileTopoOptions {
+        poll_interval: Duration::from_millis(20),
+        ..FileTopoOptions::default()
+    };
+    let topo = FileTopo::open_with(&path, opts.clone()).await.unwrap();
+    let other = FileTopo::open_with(&path, opts).await.unwrap();
+    let rev = topo.revision().await.unwrap();
+    const WATCHERS: usize = 10;
+    let mut tasks = Vec::new();
+    for i in 0..WATCHERS {
+        let mut w = topo.watch(&format!("/w{i}/"), rev).await.unwrap();
+        tasks.push(tokio::spawn(async move { w.next().await }));
+    }
+    // Let every watcher make its first read, then count the polls of a
+    // 600 ms window: unshared that is WATCHERS x 30 reads.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = topo.watch_poll_reads();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let reads = topo.watch_poll_reads() - before;
+    assert!(
+        reads < (WATCHERS as u64 * 30) / 3,
+        "{WATCHERS} idle watchers made {reads} SQLite reads in 600 ms"
+    );
+    eprintln!("{WATCHERS} idle watchers: {reads} SQLite reads in 600 ms");
+    assert!(reads > 0, "idle watchers stopped polling");
+
+    let from_other = other
+        .put("/w3/k", b"from another process".to_vec(), Cond::Any)
+        .await
+        .unwrap();
+    let from_here = topo
+        .put("/w7/k", b"from this one".to_vec(), Cond::Any)
+        .await
+        .unwrap();
+    let mut tasks: Vec<_> = tasks.into_iter().map(Some).collect();
+    for (i, want) in [(3, from_other), (7, from_here)] {
+        let task = tasks[i].take().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap_or_else(|_| panic!("watcher /w{i}/ did not see its write"))
+            .unwrap()
+            .expect("stream ended")
+            .expect("watch error");
+        assert_eq!(ev.revision(), want, "watcher /w{i}/ got {ev:?}");
+    }
+    for (i, t) in tasks.iter().enumerate() {
+        if let Some(t) = t {
+            assert!(
+                !t.is_finished(),
+                "watcher /w{i}/ got an event it should not have"
+            );
+        }
+    }
+}
