@@ -334,6 +334,15 @@ async fn setup(c: &Cluster, with_sysbench: bool) {
         "--json",
         &vschema.to_string(),
     ]);
+    // The sharding plan is in the VSchema but no workflow exists yet: the
+    // application, unqualified and without USE, still reads the source.
+    let mut g = gate_conn(c).await;
+    let n: Option<i64> = g
+        .query_first("SELECT COUNT(*) FROM customer")
+        .await
+        .expect("unqualified read before the workflow");
+    g.disconnect().await.ok();
+    assert_eq!(n, Some(customers(c, "commerce").await.len() as i64));
     c.ok(&[
         "workflow",
         "create",
@@ -623,6 +632,19 @@ async fn failed_switches_keep_serving_from_the_source_and_cancel_restores_everyt
     }
     assert_eq!(customers(&c, "commerce").await, before);
     assert_eq!(show_json(&c, "move1")["state"], "cancelled");
+    // Both VSchemas still list customer and no rule names it: the
+    // application, unqualified, reads the source's rows.
+    let mut g = gate_conn(&c).await;
+    let rows: Vec<(i64, Option<String>)> = g
+        .query("SELECT customer_id, email FROM customer")
+        .await
+        .expect("unqualified read after cancel");
+    g.disconnect().await.ok();
+    let through_gate: BTreeMap<i64, String> = rows
+        .into_iter()
+        .map(|(id, e)| (id, e.unwrap_or_default()))
+        .collect();
+    assert_eq!(through_gate, before);
 }
 
 /// `keyshift workflow ACTION move1` with a failure injected after `step`.

@@ -721,6 +721,51 @@ async fn follows_routing_changes_and_survives_a_dead_shard() -> anyhow::Result<(
         "both shards hold ids 1-4 directly; the gate counts them all"
     );
 
+    // The sharding plan applied before any workflow: `extra` listed by the
+    // unsharded commerce (where its rows are) and the sharded customer.
+    // Unqualified, without USE, it goes to commerce; once commerce no longer
+    // lists it (what `workflow complete` does), to customer.
+    run(
+        &cl.commerce,
+        "CREATE TABLE commerce.extra (id BIGINT PRIMARY KEY, v INT); INSERT INTO commerce.extra VALUES (1, 1), (2, 2)",
+    )
+    .await?;
+    ops::apply_vschema(
+        cl.topo.as_ref(),
+        "commerce",
+        r#"{"tables": {"product": {}, "extra": {}, "customer_seq": {"type": "sequence"}}}"#,
+        false,
+    )
+    .await?;
+    cl.settle().await?;
+    let mut global = cl.client(None).await?;
+    let n: i64 = global
+        .query_first("SELECT COUNT(*) FROM extra")
+        .await?
+        .expect("row");
+    assert_eq!(n, 2, "the unsharded home of a table listed twice");
+    ops::apply_vschema(
+        cl.topo.as_ref(),
+        "commerce",
+        r#"{"tables": {"product": {}, "customer_seq": {"type": "sequence"}}}"#,
+        false,
+    )
+    .await?;
+    cl.settle().await?;
+    let n: i64 = global
+        .query_first("SELECT COUNT(*) FROM extra")
+        .await?
+        .expect("row");
+    assert_eq!(n, 8, "listed by customer alone");
+    // product is listed by two unsharded keyspaces: still ambiguous
+    let e = global
+        .query_drop("SELECT * FROM product")
+        .await
+        .expect_err("ambiguous");
+    assert_eq!(code(&e), 1105);
+    assert!(e.to_string().contains("ambiguous"), "{e}");
+    global.disconnect().await?;
+
     // a dead shard: its statements fail within a bounded time, the other
     // shard keeps serving
     let dead = "80-";

@@ -209,6 +209,17 @@ impl Snapshot {
     /// "exactly one unsharded keyspace", so that the usual layout (one
     /// unsharded keyspace next to sharded ones) keeps working for tables not
     /// yet listed.
+    ///
+    /// A table listed by several keyspaces is ambiguous in Vitess. keyshift
+    /// sends it to the one unsharded keyspace among them when there is
+    /// exactly one: that is where the rows are whenever no routing rule
+    /// says otherwise — after the sharding plan is applied to the target
+    /// but before `workflow create` writes its rules, and after `cancel`
+    /// clears them (`complete` removes the tables from the source's VSchema,
+    /// so afterwards the target is their only home). Without this, applying
+    /// a target VSchema breaks every unqualified query of those tables until
+    /// a workflow exists (vitessio/vitess#16869). Two unsharded homes, or
+    /// only sharded ones, stay ambiguous.
     pub(crate) fn resolve(
         &self,
         session_keyspace: Option<&str>,
@@ -236,10 +247,19 @@ impl Snapshot {
         }
         match self.global_tables.get(name).map(Vec::as_slice) {
             Some([ks]) => self.in_keyspace(&self.keyspaces[ks], name),
-            Some(many) if many.len() > 1 => Err(RouteError::unsupported(format!(
-                "ambiguous table reference: {name} is in keyspaces {}; qualify it (keyspace.{name}) or USE one",
-                many.join(", ")
-            ))),
+            Some(many) if many.len() > 1 => {
+                let mut unsharded = many
+                    .iter()
+                    .filter_map(|k| self.keyspaces.get(k))
+                    .filter(|k| !k.sharded);
+                match (unsharded.next(), unsharded.next()) {
+                    (Some(ks), None) => self.in_keyspace(ks, name),
+                    _ => Err(RouteError::unsupported(format!(
+                        "ambiguous table reference: {name} is in keyspaces {}; qualify it (keyspace.{name}), USE one, or add a routing rule",
+                        many.join(", ")
+                    ))),
+                }
+            }
             _ => {
                 let mut unsharded = self.keyspaces.values().filter(|k| !k.sharded);
                 match (unsharded.next(), unsharded.next()) {

@@ -195,14 +195,97 @@ fn unqualified_without_use() {
         route(&s, None, "select * from sbtest1 where id = 1", &[]).keyspace,
         "sbsharded"
     );
-    // listed in two keyspaces: ambiguous
-    let e = err(&s, None, "select * from customer");
-    assert_eq!(e.code(), 1105);
-    assert!(e.to_string().contains("ambiguous"), "{e}");
+    // listed by the unsharded commerce and the sharded customer (the demo
+    // before `workflow create`): the unsharded one, where the rows are
+    let r = route(
+        &s,
+        None,
+        "select * from customer where customer_id = 1",
+        &[],
+    );
+    assert_eq!(
+        (r.keyspace.as_str(), r.target.clone()),
+        ("commerce", one("0"))
+    );
+    let r = route(
+        &s,
+        None,
+        "insert into corder (order_id, customer_id) values (1, 2)",
+        &[],
+    );
+    assert_eq!(r.keyspace, "commerce");
+    // a routing rule still wins over that preference
+    let s2 = demo_with(RoutingRules {
+        rules: vec![RoutingRule {
+            from_table: "customer".into(),
+            to_tables: vec!["customer.customer".into()],
+        }],
+    });
+    assert_eq!(
+        route(
+            &s2,
+            None,
+            "select * from customer where customer_id = 1",
+            &[]
+        )
+        .keyspace,
+        "customer"
+    );
     // not listed anywhere, two unsharded keyspaces: unknown
     let e = err(&s, None, "select * from nowhere");
     assert_eq!((e.code(), e.sqlstate()), (1146, "42S02"));
     assert_eq!(e.to_string(), "Table 'nowhere' doesn't exist");
+}
+
+/// One table `t` listed by keyspaces `u0..` (unsharded) and `s0..` (sharded).
+fn homes_of_t(unsharded: usize, sharded: usize) -> Snapshot {
+    let mut specs = Vec::new();
+    for i in 0..unsharded {
+        let mut vs = KeyspaceVSchema::default();
+        vs.tables.insert("t".into(), table(""));
+        specs.push(KeyspaceSpec {
+            name: format!("u{i}"),
+            sharded: false,
+            shards: vec!["0".into()],
+            vschema: vs,
+        });
+    }
+    for i in 0..sharded {
+        let mut vs = KeyspaceVSchema {
+            sharded: true,
+            vindexes: hash_vindexes(),
+            ..KeyspaceVSchema::default()
+        };
+        vs.tables.insert("t".into(), hashed("id"));
+        specs.push(KeyspaceSpec {
+            name: format!("s{i}"),
+            sharded: true,
+            shards: vec!["-80".into(), "80-".into()],
+            vschema: vs,
+        });
+    }
+    Snapshot::build(specs, RoutingRules::default()).expect("snapshot")
+}
+
+#[test]
+fn a_table_listed_twice_goes_to_its_one_unsharded_home_else_is_ambiguous() {
+    assert_eq!(
+        route(&homes_of_t(1, 2), None, "select * from t", &[]).keyspace,
+        "u0"
+    );
+    for (u, s) in [(2, 0), (2, 1), (0, 2)] {
+        let snap = homes_of_t(u, s);
+        let e = err(&snap, None, "select * from t");
+        assert_eq!(e.code(), 1105, "{u} unsharded, {s} sharded");
+        assert!(
+            e.to_string()
+                .starts_with("ambiguous table reference: t is in keyspaces "),
+            "{e}"
+        );
+        // naming the keyspace always works
+        let ks = if u > 0 { "u1" } else { "s1" };
+        assert_eq!(route(&snap, Some(ks), "select * from t", &[]).keyspace, ks);
+    }
 }
 
 #[test]
