@@ -5,6 +5,7 @@
 //!   the same route table that builds the router ([`routes::ROUTES`]), with
 //!   live updates as server-sent events ([`sse`]). Errors share one shape
 //!   with stable codes ([`error`]).
+//! * `/metrics` — Prometheus metrics, behind the same token ([`metrics`]).
 //! * `/` — the dashboard, embedded in the binary ([`assets`]).
 //!
 //! The API is a thin layer over the library calls every front end uses
@@ -17,6 +18,7 @@ pub mod assets;
 pub mod auth;
 pub mod error;
 pub mod lag;
+pub mod metrics;
 pub mod openapi;
 pub mod routes;
 pub mod sse;
@@ -24,6 +26,7 @@ pub mod views;
 
 pub use auth::{ApiToken, TokenError, load_or_create, token_path};
 pub use error::{ApiError, Code};
+pub use metrics::MetricsSource;
 
 use axum::Router;
 use keyshift_topo::Topo;
@@ -40,6 +43,8 @@ pub struct AppState {
     /// Ends the event streams on shutdown, so a graceful stop does not wait
     /// for browsers to hang up.
     pub cancel: CancellationToken,
+    /// Metrics of the node's other parts (its gate), added to each scrape.
+    pub metrics: Vec<MetricsSource>,
 }
 
 /// The whole app: `/api/v1` behind the token, and the dashboard.
@@ -53,11 +58,18 @@ pub fn app(state: AppState, token: ApiToken) -> Router {
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::no_route)
         .layer(axum::middleware::from_fn_with_state(
+            token.clone(),
+            auth::require_token,
+        ));
+    let scrape = Router::new()
+        .route("/metrics", axum::routing::get(metrics::handler))
+        .layer(axum::middleware::from_fn_with_state(
             token,
             auth::require_token,
         ));
     Router::new()
         .nest(openapi::BASE, api)
+        .merge(scrape)
         .merge(assets::router())
         .with_state(state)
 }
@@ -95,6 +107,7 @@ pub async fn start(
     topo: Arc<dyn Topo>,
     addr: SocketAddr,
     token: ApiToken,
+    metrics: Vec<MetricsSource>,
     cancel: CancellationToken,
 ) -> Result<ApiServer, StartError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -109,6 +122,7 @@ pub async fn start(
         topo,
         lag: history,
         cancel: cancel.clone(),
+        metrics,
     };
     let app = app(state, token);
     let task = tokio::spawn(async move {

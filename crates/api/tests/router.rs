@@ -36,6 +36,7 @@ fn fixture() -> Fixture {
         topo: topo.clone(),
         lag: Arc::new(LagHistory::default()),
         cancel: cancel.clone(),
+        metrics: Vec::new(),
     };
     Fixture {
         topo,

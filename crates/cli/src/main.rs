@@ -164,7 +164,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     let cluster = cli.cluster;
     match cli.command {
-        Command::Up { detach, timeout } => node::up(&cluster, detach, timeout).await,
+        Command::Up { detach, timeout } => {
+            let json_logs = matches!(cli.log_format, LogFormat::Json);
+            node::up(&cluster, detach, timeout, json_logs).await
+        }
         Command::Down { timeout } => node::down(&cluster, timeout).await,
         Command::Status { format } => commands::status(&cluster, format).await,
         Command::Demo { wait } => commands::demo(&cluster, wait).await,

@@ -88,7 +88,8 @@ fn holder_pid(data_dir: &Path) -> Option<u32> {
         .ok()
 }
 
-pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
+/// `json_logs`: the node (detached too) logs one JSON object per line.
+pub async fn up(cluster: &Path, detach: bool, timeout: Duration, json_logs: bool) -> Result<()> {
     let file = ClusterFile::load(cluster)?;
     let data_dir = file.data_dir();
     std::fs::create_dir_all(&data_dir)
@@ -97,7 +98,7 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
         .with_context(|| format!("restricting {} to its owner", data_dir.display()))?;
     file.check_secrets()?;
     if detach {
-        return up_detached(cluster, &file, timeout).await;
+        return up_detached(cluster, &file, timeout, json_logs).await;
     }
     let mut signals = ShutdownSignals::install()?;
     let Some(lock) = try_lock(&data_dir)? else {
@@ -212,7 +213,14 @@ pub async fn up(cluster: &Path, detach: bool, timeout: Duration) -> Result<()> {
     let workflows = keyshift_workflow::Controller::spawn(topo.clone(), cancel.clone());
     let _vdiffs = keyshift_vdiff::VdiffController::spawn(topo.clone(), cancel.clone());
     // The API and dashboard last: they operate what is already running.
-    let api = match start_api(&file, topo.clone(), cancel.clone()).await {
+    let api = match start_api(
+        &file,
+        topo.clone(),
+        vec![gate.metrics_renderer()],
+        cancel.clone(),
+    )
+    .await
+    {
         Ok(a) => a,
         Err(e) => {
             cancel.cancel();
@@ -281,7 +289,12 @@ impl ShutdownSignals {
     }
 }
 
-async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> Result<()> {
+async fn up_detached(
+    cluster: &Path,
+    file: &ClusterFile,
+    timeout: Duration,
+    json_logs: bool,
+) -> Result<()> {
     let data_dir = file.data_dir();
     if let Some(node) = running_node(file) {
         bail!(
@@ -305,6 +318,11 @@ async fn up_detached(cluster: &Path, file: &ClusterFile, timeout: Duration) -> R
         .arg("up")
         .arg("--timeout")
         .arg(format!("{}s", timeout.as_secs().max(1)))
+        .args(if json_logs {
+            &["--log-format", "json"][..]
+        } else {
+            &[]
+        })
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -371,6 +389,7 @@ struct Api {
 async fn start_api(
     file: &ClusterFile,
     topo: std::sync::Arc<dyn keyshift_topo::Topo>,
+    metrics: Vec<keyshift_api::MetricsSource>,
     cancel: CancellationToken,
 ) -> Result<Api> {
     let addr: std::net::SocketAddr = file
@@ -379,7 +398,7 @@ async fn start_api(
         .parse()
         .with_context(|| format!("[api] listen = {:?}", file.api.listen))?;
     let (token, token_path) = keyshift_api::load_or_create(&file.data_dir())?;
-    let server = keyshift_api::start(topo, addr, token, cancel).await?;
+    let server = keyshift_api::start(topo, addr, token, metrics, cancel).await?;
     Ok(Api { server, token_path })
 }
 
@@ -394,6 +413,7 @@ fn print_api_hint(addr: &str, token_path: &Path) {
         "  api: curl -H \"Authorization: Bearer $(cat {})\" http://{addr}/api/v1/workflows",
         token_path.display()
     );
+    println!("  metrics (Prometheus, same token): http://{addr}/metrics");
 }
 
 /// How to connect, over TCP and over the unix socket, with the first gate

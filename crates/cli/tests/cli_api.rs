@@ -125,6 +125,55 @@ async fn the_cli_uses_the_api_while_the_node_runs_and_the_topo_when_it_is_down()
     let listed = json(&c.run(&["workflow", "list", "--format", "json"]));
     assert_eq!(listed[0]["name"], "move1", "{listed:#}");
 
+    // Prometheus metrics: behind the token; the workflow's state and copy,
+    // and the gate's statements, per keyspace.
+    let gate = Command::new("mariadb")
+        .args(["-h127.0.0.1", "-uapp", "-papp-password", "-N", "-e"])
+        .arg("SELECT COUNT(*) FROM commerce.customer")
+        .arg(format!("-P{}", c.gate_port()))
+        .output()
+        .expect("mariadb");
+    assert!(gate.status.success(), "{}", text(&gate));
+    let http = reqwest::Client::new();
+    let url = format!("{base}/metrics");
+    let refused = http.get(&url).send().await.expect("scrape");
+    assert_eq!(refused.status(), 401);
+    let scrape = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(scrape.status(), 200);
+    assert!(
+        scrape.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        scrape.headers()
+    );
+    let m = scrape.text().await.expect("body");
+    for line in [
+        "keyshift_workflow_state{workflow=\"move1\",type=\"move_tables\",source_keyspace=\"commerce\",target_keyspace=\"customer\",state=\"running\"} 1",
+        "keyshift_workflow_state{workflow=\"move1\",type=\"move_tables\",source_keyspace=\"commerce\",target_keyspace=\"customer\",state=\"copying\"} 0",
+        "keyshift_workflow_rows_copied{workflow=\"move1\",table=\"customer\"} 5",
+        "keyshift_workflow_copy_done{workflow=\"move1\",table=\"corder\"} 1",
+        "keyshift_gate_statements_total{keyspace=\"commerce\"} 1",
+        "keyshift_topo_up 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} not in\n{m}");
+    }
+    for shard in ["-80", "80-"] {
+        let prefix = format!(
+            "keyshift_workflow_stream_lag_seconds{{workflow=\"move1\",stream=\"0→{shard}\"}} "
+        );
+        assert!(
+            m.lines().any(|l| l.starts_with(&prefix)),
+            "{prefix} not in\n{m}"
+        );
+    }
+
     // Errors keep their exit codes and messages over the API.
     let out = c.run(&["workflow", "start", "move1"]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));

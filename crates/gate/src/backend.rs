@@ -642,7 +642,7 @@ impl BackendConn {
                         self.broken = true;
                         return Err(client(e));
                     }
-                    out.raw_error_done();
+                    out.raw_error_done(p);
                     return Ok(());
                 }
                 Some(0xFB) => {
@@ -750,7 +750,7 @@ impl BackendConn {
                                     self.broken = true;
                                     return Err(client(e));
                                 }
-                                out.raw_error_done();
+                                out.raw_error_done(p);
                                 return Ok(());
                             }
                             _ => {
@@ -814,7 +814,7 @@ impl BackendConn {
                     if let Err(e) = out.raw_packet(p).await {
                         return Err(client(self, e));
                     }
-                    out.raw_error_done();
+                    out.raw_error_done(p);
                     self.status &= !MORE_RESULTS;
                     return Ok(());
                 }

@@ -24,6 +24,7 @@ pub mod error;
 pub mod executor;
 mod fxhash;
 pub mod holds;
+pub mod metrics;
 pub mod packet;
 pub mod params;
 pub mod passthrough;
@@ -39,6 +40,7 @@ pub use backend::{
 };
 pub use error::GateError;
 pub use executor::{ExecutorFactory, ExecutorOptions, Routing, Session, Topology};
+pub use metrics::GateMetrics;
 pub use params::{Param, ParamValue, StmtId};
 pub use passthrough::{PassthroughFactory, PassthroughHandler};
 pub use proto::{Column, ColumnType, Value};

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream, UnixStream};
 use crate::auth::{Authenticator, NATIVE_PASSWORD, new_scramble};
 use crate::error::GateError;
 use crate::fxhash::FxHashMap;
+use crate::metrics::GateMetrics;
 use crate::packet::{PacketError, PacketReader, PacketWriter};
 use crate::params::{Param, StmtId, StmtState, parse_execute_params};
 use crate::proto::{
@@ -162,6 +163,8 @@ pub struct Response<'a> {
     last_status: Option<(usize, u64)>,
     client_failed: bool,
     scratch: Vec<u8>,
+    /// The code of the ERR packet that ended the answer, when one did.
+    error_code: Option<u16>,
 }
 
 impl<'a> Response<'a> {
@@ -183,6 +186,7 @@ impl<'a> Response<'a> {
             last_status: None,
             client_failed: false,
             scratch: Vec::new(),
+            error_code: None,
         }
     }
 
@@ -289,6 +293,7 @@ impl<'a> Response<'a> {
         let start = self.w.begin_packet();
         put_err(self.w.buf_mut(), e.code, &e.sqlstate, &e.message);
         self.w.end_packet(start);
+        self.error_code = Some(e.code);
         self.in_result_set = false;
         self.complete = true;
         self.more_results = false;
@@ -374,10 +379,16 @@ impl<'a> Response<'a> {
         Ok(())
     }
 
-    /// Records that a forwarded ERR packet ended the response.
-    pub fn raw_error_done(&mut self) {
+    /// Records that a forwarded ERR packet (`payload`) ended the response.
+    pub fn raw_error_done(&mut self, payload: &[u8]) {
+        self.error_code = payload.get(1..3).map(|c| u16::from_le_bytes([c[0], c[1]]));
         self.in_result_set = false;
         self.complete = true;
+    }
+
+    /// The MySQL error code that ended this answer, if it ended in one.
+    pub fn error_code(&self) -> Option<u16> {
+        self.error_code
     }
 
     /// The marker after column definitions: an EOF packet for clients
@@ -445,6 +456,9 @@ pub struct GateConfig {
     pub collation: u8,
     /// Time a client has to complete the handshake.
     pub handshake_timeout: Duration,
+    /// Where connections, logins and oversized packets are counted; share
+    /// it with the handler factory so statements land in the same place.
+    pub metrics: Arc<GateMetrics>,
 }
 
 impl Default for GateConfig {
@@ -454,6 +468,7 @@ impl Default for GateConfig {
             max_allowed_packet: 64 << 20,
             collation: 45,
             handshake_timeout: Duration::from_secs(10),
+            metrics: Arc::default(),
         }
     }
 }
@@ -531,6 +546,9 @@ impl Gate {
     {
         let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
         self.threads.fetch_add(1, Ordering::Relaxed);
+        let metrics = self.config.metrics.clone();
+        metrics.connections.fetch_add(1, Ordering::Relaxed);
+        metrics.open.fetch_add(1, Ordering::Relaxed);
         let reader = PacketReader::new(read, self.config.max_allowed_packet);
         let writer = PacketWriter::new(write);
         let mut conn = Conn {
@@ -562,6 +580,7 @@ impl Gate {
         }
         conn.writer.shutdown().await;
         self.threads.fetch_sub(1, Ordering::Relaxed);
+        metrics.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -713,6 +732,11 @@ impl<R: AsyncRead + Send + Unpin> Conn<R> {
         if ok {
             Ok(Ok(()))
         } else {
+            self.gate
+                .config
+                .metrics
+                .auth_failures
+                .fetch_add(1, Ordering::Relaxed);
             Ok(Err(GateError::access_denied(
                 user,
                 &self.host,
@@ -727,6 +751,11 @@ impl<R: AsyncRead + Send + Unpin> Conn<R> {
                 Ok(x) => x,
                 Err(PacketError::Closed) => return Ok(()),
                 Err(PacketError::TooLarge { .. }) => {
+                    self.gate
+                        .config
+                        .metrics
+                        .too_large
+                        .fetch_add(1, Ordering::Relaxed);
                     self.writer.set_seq(1);
                     let _ = self.send_error(&GateError::packet_too_large()).await;
                     self.drain().await;

@@ -40,6 +40,7 @@ use crate::executor::{
     BackendSettings, ExecutorFactory, ExecutorOptions, Routing, ShardInput, TopologyBuilder,
     TopologyInput,
 };
+use crate::metrics::GateMetrics;
 use crate::server::{Gate, GateConfig};
 use crate::topo_auth::TopoUsers;
 
@@ -228,12 +229,25 @@ pub struct GateService {
     stop: CancellationToken,
     /// This gate's instance id in the topo (`/gate/instances/{id}`).
     id: String,
+    metrics: Arc<GateMetrics>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl GateService {
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    pub fn metrics(&self) -> &Arc<GateMetrics> {
+        &self.metrics
+    }
+
+    /// This gate's metrics in Prometheus text form, as a handle the API
+    /// keeps after the service is moved (see [`render_metrics`]).
+    pub fn metrics_renderer(&self) -> Arc<dyn Fn(&mut String) + Send + Sync> {
+        let metrics = self.metrics.clone();
+        let routing = self.routing.clone();
+        Arc::new(move |out: &mut String| render_metrics(&metrics, &routing, out))
     }
 
     /// The bound address (the real port when asked for port 0).
@@ -329,10 +343,12 @@ pub async fn start(
         },
     ));
     let activity = factory.activity().clone();
+    let metrics = factory.metrics().clone();
     let gate = Gate::new(
         GateConfig {
             server_version: opts.server_version.clone(),
             max_allowed_packet: opts.max_allowed_packet,
+            metrics: metrics.clone(),
             ..GateConfig::default()
         },
         users.clone(),
@@ -392,8 +408,62 @@ pub async fn start(
         users,
         stop,
         id: gate_id,
+        metrics,
         tasks: vec![accept, watcher, holds],
     })
+}
+
+/// A gate's metrics in Prometheus text form: its counters, plus what
+/// is read at scrape time — the backend pools of the current topology
+/// and the topo revision it has applied.
+pub fn render_metrics(metrics: &GateMetrics, routing: &Routing, out: &mut String) {
+    use keyshift_types::prom::{self, Kind};
+    metrics.render(out);
+    let topology = routing.current();
+    for (name, help, in_use) in [
+        (
+            "keyshift_gate_backend_connections_in_use",
+            "Backend connections checked out by sessions, per tablet.",
+            true,
+        ),
+        (
+            "keyshift_gate_backend_connections_idle",
+            "Backend connections idle in the pool, per tablet.",
+            false,
+        ),
+    ] {
+        prom::family(out, name, help, Kind::Gauge);
+        for (t, role) in topology.pools() {
+            let n = if in_use {
+                t.pool.in_use()
+            } else {
+                t.pool.idle_count()
+            };
+            prom::sample(
+                out,
+                name,
+                &[
+                    ("keyspace", &t.keyspace),
+                    ("shard", &t.shard),
+                    ("tablet", &t.alias),
+                    ("role", role),
+                ],
+                n as f64,
+            );
+        }
+    }
+    prom::family(
+        out,
+        "keyshift_gate_topo_revision",
+        "The topo revision whose routing this gate serves (rules, VSchemas, tablets).",
+        Kind::Gauge,
+    );
+    prom::sample(
+        out,
+        "keyshift_gate_topo_revision",
+        &[],
+        routing.applied_revision() as f64,
+    );
 }
 
 /// The socket file of a gate that is still starting: removed if the start

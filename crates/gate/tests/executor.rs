@@ -861,3 +861,138 @@ async fn start_reports_a_busy_port() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The line of `text` that starts with `prefix` (a series and its labels),
+/// parsed as a number.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_statements_per_keyspace_errors_logins_and_pools() -> anyhow::Result<()> {
+    let cl = Cluster::start().await?;
+    let render = cl.gate.metrics_renderer();
+    let scrape = || {
+        let mut s = String::new();
+        render(&mut s);
+        s
+    };
+    let before = scrape();
+    assert_eq!(metric(&before, "keyshift_gate_connections_open"), Some(0.0));
+
+    let mut c = cl.client(None).await?;
+    for id in 1..=5 {
+        c.exec_drop(
+            "INSERT INTO customer.customer (customer_id, email, grp, balance) VALUES (?, 'm', 'g', 1)",
+            (id,),
+        )
+        .await?;
+    }
+    let n: Option<i64> = c
+        .query_first("SELECT COUNT(*) FROM customer.customer")
+        .await?;
+    assert_eq!(n, Some(5));
+    // an error the shard answers (forwarded as it came)
+    let e = c
+        .query_drop("INSERT INTO customer.customer (customer_id, email, grp, balance) VALUES (3, 'again', 'g', 1)")
+        .await
+        .expect_err("duplicate key");
+    assert_eq!(code(&e), 1062);
+    for _ in 0..3 {
+        c.query_drop("SELECT * FROM commerce.product").await?;
+    }
+    let e = c.query_drop("SELEC 1").await.expect_err("syntax");
+    assert_eq!(code(&e), 1064);
+    let e = c
+        .query_drop("SELECT * FROM customer.nosuch")
+        .await
+        .expect_err("unknown table");
+    assert_eq!(code(&e), 1146);
+    let bad = OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(cl.gate.addr().port())
+        .user(Some(USER))
+        .pass(Some("wrong"))
+        .prefer_socket(false);
+    let e = Conn::new(bad).await.expect_err("wrong password");
+    assert_eq!(code(&e), 1045);
+
+    let text = scrape();
+    // 5 inserts, the count and the duplicate in customer; 3 selects in
+    // commerce
+    assert_eq!(
+        metric(
+            &text,
+            "keyshift_gate_statements_total{keyspace=\"customer\"}"
+        ),
+        Some(7.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "keyshift_gate_statement_errors_total{keyspace=\"customer\",code=\"1062\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "keyshift_gate_statements_total{keyspace=\"commerce\"}"
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "keyshift_gate_statement_duration_seconds_count{keyspace=\"commerce\"}"
+        ),
+        Some(3.0)
+    );
+    // refused before routing: counted under no keyspace
+    assert_eq!(
+        metric(
+            &text,
+            "keyshift_gate_statement_errors_total{keyspace=\"\",code=\"1064\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "keyshift_gate_statement_errors_total{keyspace=\"\",code=\"1146\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "keyshift_gate_auth_failures_total"),
+        Some(1.0)
+    );
+    assert_eq!(metric(&text, "keyshift_gate_connections_open"), Some(1.0));
+    // the mysql_async client, and the refused one
+    assert_eq!(metric(&text, "keyshift_gate_connections_total"), Some(2.0));
+    // every tablet has a pool, and the shards used have idle connections
+    for (ks, shard) in [("commerce", "0"), ("customer", "-80"), ("customer", "80-")] {
+        let prefix =
+            format!("keyshift_gate_backend_connections_idle{{keyspace=\"{ks}\",shard=\"{shard}\",");
+        let idle = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|rest| rest.rsplit(' ').next()?.parse::<f64>().ok());
+        assert!(idle.is_some_and(|n| n >= 1.0), "{prefix}: {text}");
+    }
+    assert!(metric(&text, "keyshift_gate_topo_revision").is_some_and(|r| r > 0.0));
+    c.disconnect().await?;
+    // the connection count goes back down once the session has ended
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&scrape(), "keyshift_gate_connections_open") != Some(0.0) {
+        assert!(Instant::now() < deadline, "connection still counted open");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cl.cancel.cancel();
+    Ok(())
+}

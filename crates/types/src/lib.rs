@@ -8,6 +8,7 @@
 pub mod gtid;
 pub mod ids;
 pub mod keyrange;
+pub mod prom;
 
 pub use gtid::{Flavor, GtidError, MariaGtid, MariaGtidSet, MysqlGtidSet, Position, Sid};
 pub use ids::{TabletAlias, TabletAliasError};

@@ -122,8 +122,21 @@ pub fn processes_under(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-/// The node's API: its base URL (`http://host:port`) and bearer token.
 impl Cluster {
+    /// The port of the running node's gate (from its ready file).
+    pub fn gate_port(&self) -> u16 {
+        let node: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(self.data_dir().join("keyshift.ready")).expect("ready file"),
+        )
+        .expect("ready json");
+        node["gate"]
+            .as_str()
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("gate port in keyshift.ready")
+    }
+
+    /// The node's API: its base URL (`http://host:port`) and bearer token.
     pub fn api(&self) -> (String, String) {
         let node: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(self.data_dir().join("keyshift.ready")).expect("ready file"),

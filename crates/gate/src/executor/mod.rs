@@ -82,6 +82,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::error::GateError;
+use crate::metrics::GateMetrics;
 use crate::server::{HandlerFactory, SessionHandler, SessionInfo};
 
 pub use session::Session;
@@ -113,6 +114,7 @@ pub(crate) struct Shared {
     pub sequences: sequence::Sequences,
     pub options: ExecutorOptions,
     pub activity: Arc<Activity>,
+    pub metrics: Arc<GateMetrics>,
 }
 
 /// What the gate's sessions are doing, as a traffic hold needs to know it:
@@ -194,8 +196,15 @@ impl ExecutorFactory {
                 sequences: sequence::Sequences::default(),
                 options,
                 activity: Arc::new(Activity::default()),
+                metrics: Arc::default(),
             }),
         }
+    }
+
+    /// Where this factory's sessions count their statements; give the same
+    /// handle to [`crate::GateConfig::metrics`].
+    pub fn metrics(&self) -> &Arc<GateMetrics> {
+        &self.shared.metrics
     }
 
     pub fn routing(&self) -> &Arc<Routing> {

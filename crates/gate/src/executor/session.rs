@@ -2,6 +2,7 @@
 //! state it keeps and the transaction semantics.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use keyshift_router::{
@@ -15,6 +16,7 @@ use super::topology::Topology;
 use crate::backend::{BackendError, PooledConn, QueryResult};
 use crate::error::GateError;
 use crate::fxhash::FxHashMap;
+use crate::metrics::KeyspaceStats;
 use crate::params::{Param, StmtId};
 use crate::proto::{Column, ColumnType, StatusFlags, Value};
 use crate::server::{PreparedMeta, Response, SessionHandler};
@@ -102,6 +104,12 @@ pub struct Session {
     /// Keyspaces where this session has an open transaction with work, as
     /// last reported to [`super::Activity`].
     tx_keyspaces: Vec<Arc<str>>,
+    /// The keyspace the running statement reaches (set once it is planned);
+    /// `None` counts it under `keyspace=""`.
+    stat_keyspace: Option<Arc<KeyspaceStats>>,
+    /// The counters of the last keyspace used, so that a session that stays
+    /// in one keyspace never looks it up again.
+    stat_cache: Option<Arc<KeyspaceStats>>,
 }
 
 impl Drop for Session {
@@ -229,6 +237,36 @@ impl Session {
             last_tablet: None,
             found_rows,
             tx_keyspaces: Vec::new(),
+            stat_keyspace: None,
+            stat_cache: None,
+        }
+    }
+
+    /// The running statement reaches `keyspace` (see [`Self::record`]).
+    fn count_in(&mut self, keyspace: Option<&str>) {
+        let Some(ks) = keyspace else {
+            self.stat_keyspace = None;
+            return;
+        };
+        let stats = match &self.stat_cache {
+            Some(s) if s.name() == ks => s.clone(),
+            _ => {
+                let s = self.shared.metrics.keyspace(ks);
+                self.stat_cache = Some(s.clone());
+                s
+            }
+        };
+        self.stat_keyspace = Some(stats);
+    }
+
+    /// Counts the statement that started at `t0` under the keyspace it
+    /// reached, with its error code.
+    fn record<T>(&mut self, t0: Instant, r: &Result<T, GateError>, forwarded: Option<u16>) {
+        let took = t0.elapsed();
+        let code = r.as_ref().err().map(|e| e.code).or(forwarded);
+        match self.stat_keyspace.take() {
+            Some(s) => s.record(took, code),
+            None => self.shared.metrics.keyspace("").record(took, code),
         }
     }
 
@@ -306,16 +344,19 @@ async fn wait_for_release(
             )));
         };
         let mut rx = shared.routing.subscribe();
+        let t0 = Instant::now();
         loop {
             let latest = shared.routing.current();
             if !Arc::ptr_eq(&latest, topo) {
                 *topo = latest;
+                shared.metrics.held_for(t0.elapsed());
                 return Ok(true);
             }
             let left = (hold.until_ms + keyshift_cluster::model::HOLD_GRACE_MS)
                 .saturating_sub(keyshift_cluster::model::now_ms());
             if left == 0 {
                 // The switch's window is over: it has given up.
+                shared.metrics.held_for(t0.elapsed());
                 return Ok(false);
             }
             tokio::select! {
@@ -1042,8 +1083,11 @@ impl Session {
 #[async_trait]
 impl SessionHandler for Session {
     async fn query(&mut self, sql: &str, out: &mut Response<'_>) -> Result<(), GateError> {
+        let t0 = Instant::now();
+        self.stat_keyspace = None;
         let r = self.query_inner(sql, out).await;
         self.sync_tx();
+        self.record(t0, &r, out.error_code());
         r
     }
 
@@ -1057,8 +1101,11 @@ impl SessionHandler for Session {
         params: &[Param<'_>],
         out: &mut Response<'_>,
     ) -> Result<(), GateError> {
+        let t0 = Instant::now();
+        self.stat_keyspace = None;
         let r = self.execute_inner(stmt, params, out).await;
         self.sync_tx();
+        self.record(t0, &r, out.error_code());
         r
     }
 
@@ -1104,6 +1151,7 @@ impl Session {
                 _ => break plan,
             }
         };
+        self.count_in(plan_keyspace(&plan));
         match &*plan {
             Plan::Route(r) => {
                 let b = r.bind(&[]).map_err(route_err)?;
@@ -1192,6 +1240,7 @@ impl Session {
                 _ => break (sql, pp),
             }
         };
+        self.count_in(plan_keyspace(&pp.plan));
         match &*pp.plan {
             Plan::Route(r) => {
                 let exec = Exec { sql: &sql, params };

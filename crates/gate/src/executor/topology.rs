@@ -63,6 +63,18 @@ impl Topology {
             .filter(|h| h.until_ms + HOLD_GRACE_MS > now_ms())
     }
 
+    /// Every tablet pool with its role (`primary` / `replica`), for metrics.
+    pub fn pools(&self) -> impl Iterator<Item = (&TabletPool, &'static str)> {
+        self.shards.values().flat_map(|shards| {
+            shards.values().flat_map(|s| {
+                s.primary
+                    .iter()
+                    .map(|p| (p, "primary"))
+                    .chain(s.replicas.iter().map(|r| (r, "replica")))
+            })
+        })
+    }
+
     /// Every hold this topology carries, expired or not.
     pub fn holds(&self) -> impl Iterator<Item = &Arc<HoldRecord>> {
         self.holds.values()
