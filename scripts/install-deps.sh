@@ -7,7 +7,10 @@ want=(mariadb-server mariadb-client)
 if [[ "${1:-}" == "--test" ]]; then
   # sysbench, mydumper (with myloader) and percona-toolkit (pt-table-checksum):
   # the peers `bench/run.sh small` runs keyshift against (crates/cli/tests/bench_small.rs).
-  want+=(openssl sysbench mydumper percona-toolkit haproxy chromium chromium-driver)
+  # A JRE and MariaDB Connector/J: a JDBC application through the gate
+  # (crates/gate/tests/jdbc.rs).
+  want+=(openssl sysbench mydumper percona-toolkit haproxy chromium chromium-driver
+    default-jre-headless libmariadb-java)
 fi
 
 missing=()

@@ -477,9 +477,16 @@ pub enum Plan {
     /// `TRANSACTION ...`): `sql` is the client's text, never re-printed, to
     /// run on every backend connection the session uses, now and later.
     /// `charset` is set by `SET NAMES` / `SET CHARACTER SET`.
+    ///
+    /// When the statement also sets `autocommit` (drivers do this at
+    /// connect: Connector/J sends `SET autocommit=1, sql_mode=...`),
+    /// `autocommit` carries it for the gate, and `sql` is the client's text
+    /// with those assignments cut out, since the gate, not the backends,
+    /// owns transactions.
     SetSession {
         sql: String,
         charset: Option<String>,
+        autocommit: Option<bool>,
     },
     /// One row (none if `no_rows`, from `LIMIT 0`) the gate builds itself.
     Local {

@@ -104,8 +104,8 @@ enum Assign {
     Other,
 }
 
-fn plan_set(sql: &str, tokens: &[Token<'_>]) -> Result<Plan, RouteError> {
-    let sql = sql.trim().trim_end_matches(';').trim_end().to_string();
+fn plan_set(text: &str, tokens: &[Token<'_>]) -> Result<Plan, RouteError> {
+    let sql = text.trim().trim_end_matches(';').trim_end().to_string();
     let tokens: Vec<&Token<'_>> = tokens.iter().filter(|t| !t.is_sym(";")).collect();
     if tokens.is_empty() {
         return Err(RouteError::Syntax("SET needs an assignment".to_string()));
@@ -114,7 +114,11 @@ fn plan_set(sql: &str, tokens: &[Token<'_>]) -> Result<Plan, RouteError> {
     // transactions on every backend.
     let tx_at = usize::from(tokens[0].is_word("session") || tokens[0].is_word("local"));
     if tokens.get(tx_at).is_some_and(|t| t.is_word("transaction")) {
-        return Ok(Plan::SetSession { sql, charset: None });
+        return Ok(Plan::SetSession {
+            sql,
+            charset: None,
+            autocommit: None,
+        });
     }
     let mut parts: Vec<Vec<&Token<'_>>> = vec![Vec::new()];
     let mut depth = 0i32;
@@ -141,19 +145,35 @@ fn plan_set(sql: &str, tokens: &[Token<'_>]) -> Result<Plan, RouteError> {
             _ => None,
         })
         .collect();
-    if !autocommit.is_empty() {
-        if autocommit.len() != assigns.len() {
-            return Err(RouteError::unsupported(
-                "set autocommit in a SET statement of its own: the gate manages transactions and cannot pass it to the backends with other variables",
-            ));
-        }
-        return Ok(Plan::SetAutocommit(autocommit[autocommit.len() - 1]));
-    }
     let charset = assigns.iter().rev().find_map(|a| match a {
         Assign::Names(c) => Some(c.clone()),
         _ => None,
     });
-    Ok(Plan::SetSession { sql, charset })
+    let Some(&last) = autocommit.last() else {
+        return Ok(Plan::SetSession {
+            sql,
+            charset,
+            autocommit: None,
+        });
+    };
+    if autocommit.len() == assigns.len() {
+        return Ok(Plan::SetAutocommit(last));
+    }
+    // The other assignments, each as the client wrote it.
+    let kept: Vec<&str> = parts
+        .iter()
+        .zip(&assigns)
+        .filter(|(_, a)| !matches!(a, Assign::Autocommit(_)))
+        .filter_map(|(part, _)| {
+            let (first, last) = (part.first()?, part.last()?);
+            text.get(first.start..last.end)
+        })
+        .collect();
+    Ok(Plan::SetSession {
+        sql: format!("SET {}", kept.join(", ")),
+        charset,
+        autocommit: Some(last),
+    })
 }
 
 fn classify(part: &[&Token<'_>]) -> Result<Assign, RouteError> {

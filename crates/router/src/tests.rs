@@ -1108,6 +1108,7 @@ fn session_statements() {
             Plan::SetSession {
                 sql: kept,
                 charset: None,
+                autocommit: None,
             } => assert_eq!(kept, sql),
             other => panic!("{sql}: {other:?}"),
         }
@@ -1116,8 +1117,34 @@ fn session_statements() {
         err(&s, None, "SET GLOBAL max_connections = 10").code(),
         1105
     );
+    // autocommit among other variables (what drivers send at connect): the
+    // gate keeps autocommit, the backends get the rest as written
+    for (sql, rest, on) in [
+        (
+            "set autocommit = 1, sql_mode = ''",
+            "SET sql_mode = ''",
+            true,
+        ),
+        (
+            "SET sql_mode=concat(@@sql_mode, ',STRICT_TRANS_TABLES'), @@session.autocommit=OFF, NAMES utf8mb4",
+            "SET sql_mode=concat(@@sql_mode, ',STRICT_TRANS_TABLES'), NAMES utf8mb4",
+            false,
+        ),
+    ] {
+        match &*p(sql) {
+            Plan::SetSession {
+                sql: kept,
+                autocommit: Some(a),
+                charset,
+            } => {
+                assert_eq!((kept.as_str(), *a), (rest, on), "{sql}");
+                assert_eq!(charset.is_some(), sql.contains("NAMES"), "{sql}");
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
     assert_eq!(
-        err(&s, None, "set autocommit = 1, sql_mode = ''").code(),
+        err(&s, None, "set autocommit = 2, sql_mode = ''").code(),
         1105
     );
     assert_eq!(err(&s, None, "savepoint a").code(), 1105);

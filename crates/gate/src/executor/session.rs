@@ -965,15 +965,16 @@ impl Session {
                 self.rollback_all().await;
                 Ok(())
             }
-            Plan::SetAutocommit(on) => {
-                if *on && self.in_tx {
-                    // MySQL: turning autocommit on commits the transaction
-                    self.commit_all().await?;
+            Plan::SetAutocommit(on) => self.set_autocommit(*on).await,
+            Plan::SetSession {
+                sql, autocommit, ..
+            } => {
+                self.set_session(topo, sql).await?;
+                match *autocommit {
+                    Some(on) => self.set_autocommit(on).await,
+                    None => Ok(()),
                 }
-                self.autocommit = *on;
-                Ok(())
             }
-            Plan::SetSession { sql, .. } => self.set_session(topo, sql).await,
             Plan::Local { columns, no_rows } => {
                 let defs = self.local_columns(columns);
                 out.begin_result_set(&defs).await?;
@@ -1025,6 +1026,15 @@ impl Session {
     /// Applies a session `SET` to every held connection and records its text
     /// for the connections taken later. With nothing held, it runs on a
     /// connection of the session's keyspace, so that a bad `SET` fails now.
+    async fn set_autocommit(&mut self, on: bool) -> Result<(), GateError> {
+        if on && self.in_tx {
+            // MySQL: turning autocommit on commits the transaction
+            self.commit_all().await?;
+        }
+        self.autocommit = on;
+        Ok(())
+    }
+
     async fn set_session(&mut self, topo: &Topology, sql: &str) -> Result<(), GateError> {
         if self.held.is_empty()
             && let Some(ks) = self.default_keyspace(topo)
