@@ -7,10 +7,10 @@ want=(mariadb-server mariadb-client)
 if [[ "${1:-}" == "--test" ]]; then
   # sysbench, mydumper (with myloader) and percona-toolkit (pt-table-checksum):
   # the peers `bench/run.sh small` runs keyshift against (crates/cli/tests/bench_small.rs).
-  # A JRE and MariaDB Connector/J: a JDBC application through the gate
-  # (crates/gate/tests/jdbc.rs).
+  # A JRE with MariaDB Connector/J, and PyMySQL: applications on real drivers
+  # through the gate (crates/gate/tests/drivers.rs).
   want+=(openssl sysbench mydumper percona-toolkit haproxy chromium chromium-driver
-    default-jre-headless libmariadb-java)
+    default-jre-headless libmariadb-java python3-pymysql)
 fi
 
 missing=()

@@ -1,4 +1,4 @@
-// A JDBC application against the gate, run by crates/gate/tests/jdbc.rs (source in tests/java/) with
+// A JDBC application against the gate, run by crates/gate/tests/drivers.rs with
 // MariaDB Connector/J: `java -cp mariadb-java-client.jar GateClient.java
 // <port> <user> <password>`. It does what applications do through a driver —
 // server-side prepared statements with typed parameters, batches, generated
