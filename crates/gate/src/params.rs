@@ -264,6 +264,146 @@ pub(crate) fn parse_execute_params<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A declared type and a value of that type, as a client binds it.
+    fn param() -> impl Strategy<Value = (ColumnType, bool, ParamValue<'static>)> {
+        use ColumnType::*;
+        static BYTES: &[&[u8]] = &[b"", b"abc", b"\x00\xff'\"", "ü☃".as_bytes()];
+        prop_oneof![
+            Just((MYSQL_TYPE_NULL, false, ParamValue::Null)),
+            any::<i8>().prop_map(|v| (MYSQL_TYPE_TINY, false, ParamValue::Int(v.into()))),
+            any::<u8>().prop_map(|v| (MYSQL_TYPE_TINY, true, ParamValue::UInt(v.into()))),
+            any::<i16>().prop_map(|v| (MYSQL_TYPE_SHORT, false, ParamValue::Int(v.into()))),
+            any::<u32>().prop_map(|v| (MYSQL_TYPE_LONG, true, ParamValue::UInt(v.into()))),
+            any::<i64>().prop_map(|v| (MYSQL_TYPE_LONGLONG, false, ParamValue::Int(v))),
+            any::<u64>().prop_map(|v| (MYSQL_TYPE_LONGLONG, true, ParamValue::UInt(v))),
+            (-1e30f32..1e30).prop_map(|v| (MYSQL_TYPE_FLOAT, false, ParamValue::Float(v))),
+            (-1e300f64..1e300).prop_map(|v| (MYSQL_TYPE_DOUBLE, false, ParamValue::Double(v))),
+            (0..BYTES.len()).prop_map(|i| (
+                MYSQL_TYPE_VAR_STRING,
+                false,
+                ParamValue::Bytes(BYTES[i])
+            )),
+            (0..BYTES.len()).prop_map(|i| (MYSQL_TYPE_BLOB, false, ParamValue::Bytes(BYTES[i]))),
+            (
+                0u16..10000,
+                1u8..13,
+                1u8..32,
+                0u8..24,
+                0u8..60,
+                0u8..60,
+                0u32..1_000_000
+            )
+                .prop_map(|(y, mo, d, h, mi, s, us)| {
+                    (
+                        MYSQL_TYPE_DATETIME,
+                        false,
+                        ParamValue::Date(y, mo, d, h, mi, s, us),
+                    )
+                }),
+            (
+                any::<bool>(),
+                0u32..35,
+                0u8..24,
+                0u8..60,
+                0u8..60,
+                0u32..1_000_000
+            )
+                .prop_map(|(n, d, h, mi, s, us)| (
+                    MYSQL_TYPE_TIME,
+                    false,
+                    ParamValue::Time(n, d, h, mi, s, us)
+                )),
+        ]
+    }
+
+    /// The parameter block of COM_STMT_EXECUTE as a client writes it.
+    fn execute_body(params: &[(ColumnType, bool, ParamValue<'_>)], bind_types: bool) -> Vec<u8> {
+        let mut body = vec![0u8; params.len().div_ceil(8)];
+        for (i, (_, _, v)) in params.iter().enumerate() {
+            if matches!(v, ParamValue::Null) {
+                body[i / 8] |= 1 << (i % 8);
+            }
+        }
+        body.push(u8::from(bind_types));
+        let ps: Vec<Param<'_>> = params
+            .iter()
+            .map(|&(column_type, unsigned, value)| Param {
+                column_type,
+                unsigned,
+                value,
+            })
+            .collect();
+        if bind_types {
+            for p in &ps {
+                body.extend_from_slice(&p.type_bytes());
+            }
+        }
+        for p in &ps {
+            p.encode(&mut body);
+        }
+        body
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any bound parameters read back as sent; a re-execute that does
+        /// not resend the types reads new values with the kept types.
+        #[test]
+        fn execute_params_round_trip(
+            params in proptest::collection::vec(param(), 1..12),
+            again in proptest::collection::vec(param(), 12),
+        ) {
+            let mut st = StmtState {
+                param_count: params.len(),
+                types: None,
+                long_data: vec![None; params.len()],
+            };
+            let body = execute_body(&params, true);
+            {
+                let mut out = Vec::new();
+                let mut r = Reader::new(&body);
+                parse_execute_params(&mut r, &mut st, &mut out)
+                    .map_err(|e| TestCaseError::fail(e.message))?;
+                prop_assert!(r.is_empty());
+                let got: Vec<_> = out.iter().map(|p| p.value).collect();
+                let want: Vec<_> = params.iter().map(|p| p.2).collect();
+                prop_assert_eq!(got, want);
+            }
+            // the same types, new values (NULLs where the first had them)
+            let second: Vec<_> = params
+                .iter()
+                .zip(&again)
+                .map(|(p, q)| if p.0 == q.0 && p.1 == q.1 { *q } else { *p })
+                .collect();
+            let body = execute_body(&second, false);
+            let mut out = Vec::new();
+            parse_execute_params(&mut Reader::new(&body), &mut st, &mut out)
+                .map_err(|e| TestCaseError::fail(e.message))?;
+            let got: Vec<_> = out.iter().map(|p| p.value).collect();
+            let want: Vec<_> = second.iter().map(|p| p.2).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// Untrusted bytes: a result or an error, never a panic, with or
+        /// without types kept from an earlier execute.
+        #[test]
+        fn arbitrary_execute_bodies_never_panic(
+            body in proptest::collection::vec(any::<u8>(), 0..120),
+            count in 0usize..20,
+            kept in proptest::option::of(proptest::collection::vec(any::<(u8, u8)>(), 20)),
+        ) {
+            let mut st = StmtState {
+                param_count: count,
+                types: kept.map(|mut t| { t.truncate(count); t }),
+                long_data: vec![None; count],
+            };
+            let mut out = Vec::new();
+            let _ = parse_execute_params(&mut Reader::new(&body), &mut st, &mut out);
+        }
+    }
 
     #[test]
     fn param_encode_decode() {

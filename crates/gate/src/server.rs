@@ -1166,3 +1166,77 @@ fn parse_handshake_response(
         plugin,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mysql_common::packets::{AuthPlugin, HandshakeResponse as ClientHandshake};
+    use mysql_common::proto::MySerialize;
+    use proptest::prelude::*;
+
+    /// A name without NUL (NUL ends it on the wire).
+    fn name() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9_@.\\-ü☃]{1,24}"
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// What a client library writes (mysql_common's encoder, the one
+        /// mysql_async uses) reads back field for field, whichever way the
+        /// auth data is framed.
+        #[test]
+        fn handshake_responses_round_trip(
+            user in name(),
+            db in proptest::option::of(name()),
+            auth in proptest::collection::vec(any::<u8>(), 0..=250),
+            with_plugin in any::<bool>(),
+            lenenc in any::<bool>(),
+        ) {
+            let mut caps = CapabilityFlags::CLIENT_PROTOCOL_41
+                | CapabilityFlags::CLIENT_SECURE_CONNECTION
+                | CapabilityFlags::CLIENT_LONG_PASSWORD
+                | CapabilityFlags::CLIENT_TRANSACTIONS;
+            if lenenc {
+                caps |= CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA;
+            }
+            let plugin = with_plugin.then_some(AuthPlugin::MysqlNativePassword);
+            let packet = ClientHandshake::new(
+                Some(auth.clone()),
+                (10, 11, 6),
+                Some(user.clone().into_bytes()),
+                db.clone().map(String::into_bytes),
+                plugin,
+                caps,
+                None,
+                1 << 24,
+            );
+            let mut buf = Vec::new();
+            packet.serialize(&mut buf);
+            let parsed = parse_handshake_response(&buf, server_capabilities())
+                .map_err(|e| TestCaseError::fail(e.message))?;
+            prop_assert_eq!(parsed.user, user);
+            prop_assert_eq!(parsed.auth, auth);
+            prop_assert_eq!(parsed.db, db);
+            prop_assert_eq!(
+                parsed.plugin.as_deref(),
+                with_plugin.then_some(NATIVE_PASSWORD)
+            );
+            prop_assert!(parsed.caps.contains(CapabilityFlags::CLIENT_PROTOCOL_41));
+        }
+
+        /// Bytes from a client are untrusted: any of them give a response
+        /// or an error, never a panic.
+        #[test]
+        fn arbitrary_handshake_bytes_never_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            protocol_41 in any::<bool>(),
+        ) {
+            let mut bytes = bytes;
+            if protocol_41 && bytes.len() >= 4 {
+                bytes[1] |= (CapabilityFlags::CLIENT_PROTOCOL_41.bits() >> 8) as u8;
+            }
+            let _ = parse_handshake_response(&bytes, server_capabilities());
+        }
+    }
+}
