@@ -7,10 +7,11 @@ want=(mariadb-server mariadb-client)
 if [[ "${1:-}" == "--test" ]]; then
   # sysbench, mydumper (with myloader) and percona-toolkit (pt-table-checksum):
   # the peers `bench/run.sh small` runs keyshift against (crates/cli/tests/bench_small.rs).
-  # A JRE with MariaDB Connector/J, and PyMySQL: applications on real drivers
-  # through the gate (crates/gate/tests/drivers.rs).
+  # A JRE with MariaDB Connector/J, PyMySQL, and Go with go-sql-driver/mysql:
+  # applications on real drivers through the gate (crates/gate/tests/drivers.rs).
   want+=(openssl sysbench mydumper percona-toolkit haproxy chromium chromium-driver
-    default-jre-headless libmariadb-java python3-pymysql)
+    default-jre-headless libmariadb-java python3-pymysql
+    golang-go golang-github-go-sql-driver-mysql-dev)
 fi
 
 missing=()

@@ -10,6 +10,12 @@
 //!   executemany as one multi-row INSERT split per shard, lastrowid from the
 //!   sequence, COM_INIT_DB, ping, an unbuffered cursor over a scatter.
 //!
+//! * Go: go-sql-driver/mysql (`golang-github-go-sql-driver-mysql-dev`) runs
+//!   `tests/go/gate_client.go`: database/sql preparing, executing and
+//!   closing a statement per call from 8 goroutines over a pool of 4,
+//!   `LIMIT ?` on a scatter query, transactions, LastInsertId, and the
+//!   same through `interpolateParams=true` (text).
+//!
 //! Each program checks every answer its driver gets and prints `ALL OK n`;
 //! this side then reads the shards directly: every row on the shard its
 //! keyspace id names, with exactly the values the program wrote. Both
@@ -178,6 +184,42 @@ async fn pymysql_application() -> anyhow::Result<()> {
                 _ => Some(format!("n'ote {id} ☃")),
             };
             (id, (Some(id % 7), format!("{id}.50"), note))
+        })
+        .collect();
+    assert_eq!(orders_on_shards(&cl).await?, want);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn go_sql_driver_application() -> anyhow::Result<()> {
+    let cl = cluster().await?;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go/gate_client.go");
+    let cache = tempfile::tempdir()?;
+    let mut go = Command::new("go");
+    // Debian's packaged driver, in GOPATH mode: no module download.
+    go.env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", cache.path())
+        .env("GOFLAGS", "-mod=mod")
+        .arg("run")
+        .arg(&source)
+        .args([
+            cl.gate_port().to_string().as_str(),
+            GATE_USER,
+            GATE_PASSWORD,
+        ]);
+    run_client(go, 20).await?;
+
+    // ids 1..=40 from concurrent inserts; 7 updated in the committed
+    // transaction, which also deleted the sequence's row.
+    let want: BTreeMap<i64, Order> = (1..=40)
+        .map(|id| {
+            let note = match id {
+                7 => Some("committed".to_string()),
+                _ if id % 6 == 0 => None,
+                _ => Some(format!("go {id} ✓")),
+            };
+            (id, (Some(id % 7), format!("{id}.75"), note))
         })
         .collect();
     assert_eq!(orders_on_shards(&cl).await?, want);

@@ -456,6 +456,7 @@ pub(crate) fn plan_update_delete(
             Ok(Scatter {
                 sql: sql.clone(),
                 merge: None,
+                limit: None,
             })
         }
     };

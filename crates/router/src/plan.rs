@@ -5,7 +5,7 @@ use crate::datum::Datum;
 use crate::error::RouteError;
 use crate::merge::Merge;
 use crate::snapshot::Shard;
-use crate::template::{Piece, Template};
+use crate::template::{Bound, Piece, Template};
 use keyshift_vindex::{Value, Vindex};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,6 +111,9 @@ pub(crate) enum Selector {
 pub(crate) struct Scatter {
     pub sql: Template,
     pub merge: Option<Merge>,
+    /// LIMIT and OFFSET when either is a parameter: `merge` has
+    /// placeholders for them until [`Route::bind`] knows the values.
+    pub limit: Option<(Option<Bound>, Bound)>,
 }
 
 /// A statement for the shards of one keyspace.
@@ -196,7 +199,14 @@ impl Route {
         };
         let single = matches!(target, Target::One(_) | Target::Any);
         let (sql, merge) = match (&self.scatter, single) {
-            (Some(Ok(s)), false) => (s.sql.render(params)?, s.merge.clone()),
+            (Some(Ok(s)), false) => {
+                let mut merge = s.merge.clone();
+                if let (Some((limit, offset)), Some(m)) = (s.limit, merge.as_mut()) {
+                    m.limit = limit.map(|b| b.resolve(params)).transpose()?;
+                    m.offset = offset.resolve(params)?;
+                }
+                (s.sql.render(params)?, merge)
+            }
             (Some(Err(e)), false) => return Err(e.clone()),
             _ => (self.sql.render(params)?, None),
         };
@@ -218,6 +228,7 @@ pub(crate) fn template_text(t: &Template) -> String {
             Piece::Text(s) => out.push_str(s),
             Piece::Param(_) | Piece::IdOrParam(_) => out.push('?'),
             Piece::NextId => out.push_str("<id>"),
+            Piece::Sum(..) => out.push_str("<limit+offset>"),
         }
     }
     out

@@ -11,7 +11,7 @@ use crate::planner::{
     rewritten_text, routable, session_or_default, single_keyspace, slot_of,
 };
 use crate::snapshot::{KeyspaceInfo, Placement};
-use crate::template::Template;
+use crate::template::{Bound, Piece, Template};
 use sqlparser::ast::{
     BinaryOperator, Distinct, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
     Ident, JoinConstraint, JoinOperator, LimitClause, ObjectName, ObjectNamePart, OrderByKind,
@@ -557,8 +557,9 @@ fn build_scatter(
             OrderByKind::All(_) => return Err(refuse("ORDER BY ALL")),
         },
     };
-    let (limit, offset) = literal_limit(&q.limit_clause)
-        .ok_or_else(|| refuse("a LIMIT that is not a plain number"))?;
+    let (limit, offset) = limit_bounds(&q.limit_clause)
+        .ok_or_else(|| refuse("a LIMIT that is neither a number nor a parameter"))?;
+    let limit_params = matches!(limit, Some(Bound::Param(_))) || matches!(offset, Bound::Param(_));
     let SetExpr::Select(sel) = q.body.as_mut() else {
         return Err(refuse("this query"));
     };
@@ -718,18 +719,32 @@ fn build_scatter(
             descending: d,
         })
         .collect();
+    // Each shard returns its first `limit + offset` rows; the merge skips
+    // `offset` of all of them. With a parameter in either, the sum is made
+    // at execute time: the pushed-down LIMIT holds one of the parameters'
+    // holes, replaced below by their sum.
+    let mut sum_at: Option<(usize, Bound, Bound)> = None;
     if aggregating {
         q.limit_clause = None;
     } else if let Some(l) = limit {
+        let pushed = match (l, offset) {
+            (Bound::Lit(l), Bound::Lit(o)) => Value::Number(l.saturating_add(o).to_string(), false),
+            (Bound::Param(n), o) | (o, Bound::Param(n)) => {
+                sum_at = Some((n, l, o));
+                Value::Placeholder(format!("?{n}"))
+            }
+        };
         q.limit_clause = Some(LimitClause::LimitOffset {
-            limit: Some(Expr::value(Value::Number(
-                l.saturating_add(offset).to_string(),
-                false,
-            ))),
+            limit: Some(Expr::value(pushed)),
             offset: None,
             limit_by: Vec::new(),
         });
     }
+    let lit = |b: Bound| match b {
+        Bound::Lit(n) => n,
+        // a stand-in that keeps the merge non-trivial until bind
+        Bound::Param(_) => u64::MAX,
+    };
     let merge = Merge {
         aggregation: aggregating.then_some(Aggregation {
             group_by,
@@ -737,28 +752,35 @@ fn build_scatter(
         }),
         distinct,
         order_by,
-        offset,
-        limit,
+        offset: lit(offset),
+        limit: limit.map(lit),
         hidden: total_hidden,
     };
     let trivial = merge == Merge::default();
+    let mut sql = Template::new(&q.to_string());
+    if let Some((n, l, o)) = sum_at {
+        sql.replace_param(n, Piece::Sum(l, o));
+    }
     Ok(Scatter {
-        sql: Template::new(&q.to_string()),
+        sql,
         merge: (!trivial).then_some(merge),
+        limit: limit_params.then_some((limit, offset)),
     })
 }
 
-/// `(limit, offset)` when both are plain numbers.
-fn literal_limit(l: &Option<LimitClause>) -> Option<(Option<u64>, u64)> {
+/// `(limit, offset)` when each is a plain number or a parameter (the
+/// planner has numbered parameters `?<n>`).
+fn limit_bounds(l: &Option<LimitClause>) -> Option<(Option<Bound>, Bound)> {
     let num = |e: &Expr| match e {
         Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => n.parse::<u64>().ok(),
+            Value::Number(n, _) => n.parse::<u64>().ok().map(Bound::Lit),
+            Value::Placeholder(p) => p.strip_prefix('?')?.parse().ok().map(Bound::Param),
             _ => None,
         },
         _ => None,
     };
     match l {
-        None => Some((None, 0)),
+        None => Some((None, Bound::Lit(0))),
         Some(LimitClause::LimitOffset {
             limit,
             offset,
@@ -772,7 +794,7 @@ fn literal_limit(l: &Option<LimitClause>) -> Option<(Option<u64>, u64)> {
                 Some(e) => Some(num(e)?),
             };
             let off = match offset {
-                None => 0,
+                None => Bound::Lit(0),
                 Some(o) => num(&o.value)?,
             };
             Some((lim, off))

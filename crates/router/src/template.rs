@@ -16,6 +16,47 @@ pub(crate) enum Piece {
     /// The generated id if the row got one, else parameter n (an
     /// auto-increment column given as `?`, which may be NULL or 0).
     IdOrParam(usize),
+    /// `limit + offset`, what a scatter query asks each shard for when
+    /// either comes from a parameter.
+    Sum(Bound, Bound),
+}
+
+/// A LIMIT or OFFSET: a number in the text, or a prepared-statement
+/// parameter known only at execute time (`LIMIT ?`, which drivers send for
+/// pagination).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Bound {
+    Lit(u64),
+    Param(usize),
+}
+
+impl Bound {
+    pub(crate) fn resolve(self, params: &[Datum]) -> Result<u64, RouteError> {
+        let n = match self {
+            Bound::Lit(n) => return Ok(n),
+            Bound::Param(n) => n,
+        };
+        let d = params.get(n).ok_or(RouteError::WrongParamCount {
+            expected: n + 1,
+            got: params.len(),
+        })?;
+        let v = match d {
+            Datum::Int(i) => u64::try_from(*i).ok(),
+            Datum::UInt(u) => Some(*u),
+            Datum::Decimal(s) => s.parse().ok(),
+            Datum::Binary(b) | Datum::Text(b) => std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+            _ => None,
+        };
+        v.ok_or_else(|| {
+            RouteError::Unsupported(format!(
+                "LIMIT and OFFSET take non-negative integers; parameter {} is {}",
+                n + 1,
+                d.to_sql_literal()
+            ))
+        })
+    }
 }
 
 /// Text with holes. Bare `?` are numbered in textual order; the planner's
@@ -66,13 +107,30 @@ impl Template {
         Template { pieces }
     }
 
+    /// Replaces the hole of parameter `n` with `piece`.
+    pub(crate) fn replace_param(&mut self, n: usize, piece: Piece) {
+        for p in &mut self.pieces {
+            if *p == Piece::Param(n) {
+                *p = piece;
+                return;
+            }
+        }
+    }
+
     /// One more than the highest parameter number used.
     pub fn param_count(&self) -> usize {
         self.pieces
             .iter()
-            .filter_map(|p| match p {
-                Piece::Param(n) | Piece::IdOrParam(n) => Some(n + 1),
-                _ => None,
+            .flat_map(|p| match p {
+                Piece::Param(n) | Piece::IdOrParam(n) => vec![n + 1],
+                Piece::Sum(a, b) => [a, b]
+                    .into_iter()
+                    .filter_map(|b| match b {
+                        Bound::Param(n) => Some(n + 1),
+                        Bound::Lit(_) => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
             })
             .max()
             .unwrap_or(0)
@@ -116,6 +174,10 @@ impl Template {
                     Some(i) => out.push_str(&i.to_string()),
                     None => out.push_str("NULL"),
                 },
+                Piece::Sum(a, b) => {
+                    let n = a.resolve(params)?.saturating_add(b.resolve(params)?);
+                    out.push_str(&n.to_string());
+                }
                 Piece::IdOrParam(n) => match (id, params.get(*n)) {
                     (Some(i), _) => out.push_str(&i.to_string()),
                     (None, Some(d)) => out.push_str(&d.to_sql_literal()),

@@ -707,7 +707,7 @@ fn unmergeable_scatter_selects_are_refused() {
         "select email from customer union select email from customer",
         "select distinct email from customer order by customer_id",
         "select * from customer where customer_id in (select customer_id from corder)",
-        "select email from customer limit ?",
+        "select email from customer limit 1 + 1",
     ] {
         let e = err(&s, Some("customer"), sql);
         assert_eq!(e.code(), 1105, "{sql}: {e}");
@@ -1679,4 +1679,74 @@ fn update_with_order_by_or_limit() {
     let sql = "update product set price = price + 1 order by pid limit 2";
     let r = route(&s, Some("commerce"), sql, &[]);
     assert_eq!(r.sql, sql);
+}
+
+#[test]
+fn scatter_limit_and_offset_may_be_parameters() {
+    let s = demo();
+    // LIMIT ?: each shard gets the number, the merge keeps it
+    let r = route(
+        &s,
+        Some("customer"),
+        "select customer_id from customer order by customer_id limit ?",
+        &[Datum::Int(3)],
+    );
+    assert!(matches!(r.target, Target::All | Target::Some(_)), "{r:?}");
+    assert!(r.sql.ends_with("LIMIT 3"), "{}", r.sql);
+    let m = r.merge.expect("merge");
+    assert_eq!((m.limit, m.offset), (Some(3), 0));
+    // LIMIT ? OFFSET ?: each shard returns limit + offset rows
+    let r = route(
+        &s,
+        Some("customer"),
+        "select customer_id from customer where customer_id > ? order by customer_id limit ? offset ?",
+        &[Datum::Int(0), Datum::Int(2), Datum::UInt(5)],
+    );
+    assert!(r.sql.ends_with("LIMIT 7"), "{}", r.sql);
+    assert!(r.sql.contains("> 0"), "{}", r.sql);
+    let m = r.merge.expect("merge");
+    assert_eq!((m.limit, m.offset), (Some(2), 5));
+    // LIMIT offset, ? with a literal offset; a text number binds too
+    let r = route(
+        &s,
+        Some("customer"),
+        "select customer_id from customer order by customer_id limit 4, ?",
+        &[Datum::Text(b"6".to_vec())],
+    );
+    assert!(r.sql.ends_with("LIMIT 10"), "{}", r.sql);
+    let m = r.merge.expect("merge");
+    assert_eq!((m.limit, m.offset), (Some(6), 4));
+    // aggregates fetch everything; the merge applies the bound values
+    let r = route(
+        &s,
+        Some("customer"),
+        "select count(*) from customer limit ?",
+        &[Datum::Int(1)],
+    );
+    assert!(!r.sql.to_ascii_uppercase().contains("LIMIT"), "{}", r.sql);
+    assert_eq!(r.merge.expect("merge").limit, Some(1));
+    // on one shard, the statement is sent as written
+    let r = route(
+        &s,
+        Some("customer"),
+        "select email from customer where customer_id = ? limit ?",
+        &[Datum::Int(1), Datum::Int(1)],
+    );
+    assert!(matches!(r.target, Target::One(_)), "{r:?}");
+    assert!(r.merge.is_none());
+    // a negative or non-numeric LIMIT is refused at execute time
+    let p = plan_in(
+        &s,
+        Some("customer"),
+        "select customer_id from customer order by customer_id limit ?",
+    )
+    .expect("plan");
+    let Plan::Route(route) = &*p else {
+        panic!("not a route")
+    };
+    for bad in [Datum::Int(-1), Datum::Text(b"x".to_vec())] {
+        let e = route.bind(&[bad]).expect_err("bad limit");
+        assert_eq!(e.code(), 1105);
+        assert!(e.to_string().contains("non-negative integers"), "{e}");
+    }
 }
