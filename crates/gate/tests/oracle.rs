@@ -792,12 +792,31 @@ impl Gen {
         }
     }
 
-    fn limit(&mut self) -> String {
+    /// A LIMIT clause for the end of a statement whose other parameters
+    /// are in `params`: numbers in the text, or (half the time) `?`
+    /// parameters, as drivers send for pagination.
+    fn limit(&mut self, params: &mut Vec<P>) -> String {
         let n = self.rng.random_range(0..15);
+        let off = self.rng.random_range(0..20);
+        let as_params = self.chance(0.5);
+        let mut v = |x: i64| {
+            if as_params {
+                params.push(P::Int(x));
+                "?".to_string()
+            } else {
+                x.to_string()
+            }
+        };
         match self.rng.random_range(0..4) {
-            0 => format!(" LIMIT {n} OFFSET {}", self.rng.random_range(0..20)),
-            1 => format!(" LIMIT {}, {n}", self.rng.random_range(0..20)),
-            _ => format!(" LIMIT {n}"),
+            0 => {
+                let l = v(n);
+                format!(" LIMIT {l} OFFSET {}", v(off))
+            }
+            1 => {
+                let o = v(off);
+                format!(" LIMIT {o}, {}", v(n))
+            }
+            _ => format!(" LIMIT {}", v(n)),
         }
     }
 
@@ -816,7 +835,7 @@ impl Gen {
             4 => ("qty, created, id".to_string(), false),
             _ => ("id, price, qty".to_string(), true),
         };
-        let (w, params) = self.where_items("", 0.85);
+        let (w, mut params) = self.where_items("", 0.85);
         let mut sql = format!("SELECT {cols} FROM {table}{w}");
         let mut order = Order::Any;
         if self.chance(0.6) {
@@ -840,7 +859,8 @@ impl Gen {
             }
             sql.push_str(&format!(" ORDER BY {}", keys.join(", ")));
             if self.chance(0.6) {
-                sql.push_str(&self.limit());
+                let l = self.limit(&mut params);
+                sql.push_str(&l);
             }
         }
         Q::read(sql, params, order)
@@ -1009,13 +1029,13 @@ impl Gen {
                 )
             }
             2 => {
-                let k = self.kind();
+                let mut ps = vec![self.kind()];
+                let l = self.limit(&mut ps);
                 Q::read(
                     format!(
-                        "SELECT cid, seq, val, at FROM events WHERE kind = ? ORDER BY at DESC, cid, seq{}",
-                        self.limit()
+                        "SELECT cid, seq, val, at FROM events WHERE kind = ? ORDER BY at DESC, cid, seq{l}"
                     ),
-                    vec![k],
+                    ps,
                     Order::Exact,
                 )
             }
@@ -1038,14 +1058,15 @@ impl Gen {
                 vec![P::Dt(self.dt())],
                 Order::Exact,
             ),
-            _ => Q::read(
-                format!(
-                    "SELECT DISTINCT val FROM events WHERE amount < ? ORDER BY val{}",
-                    self.limit()
-                ),
-                vec![self.amount()],
-                Order::Exact,
-            ),
+            _ => {
+                let mut ps = vec![self.amount()];
+                let l = self.limit(&mut ps);
+                Q::read(
+                    format!("SELECT DISTINCT val FROM events WHERE amount < ? ORDER BY val{l}"),
+                    ps,
+                    Order::Exact,
+                )
+            }
         }
     }
 
@@ -1070,10 +1091,12 @@ impl Gen {
                 let mut sql = format!(
                     "SELECT i.id, i.name, e.seq, e.kind, e.amount FROM items i {left} events e ON i.id = e.cid{w}"
                 );
+                let mut params = params;
                 if exact {
                     sql.push_str(" ORDER BY i.id, e.seq");
                     if self.chance(0.5) {
-                        sql.push_str(&self.limit());
+                        let l = self.limit(&mut params);
+                        sql.push_str(&l);
                     }
                 }
                 Q::read(sql, params, if exact { Order::Exact } else { Order::Any })
@@ -1100,14 +1123,17 @@ impl Gen {
                 vec![P::Int(self.pid())],
                 Order::Any,
             ),
-            1 => Q::read(
-                format!(
-                    "SELECT pid, title, price FROM commerce.products WHERE stock > ? ORDER BY price DESC, pid{}",
-                    self.limit()
-                ),
-                vec![P::Int(self.rng.random_range(-10..100))],
-                Order::Exact,
-            ),
+            1 => {
+                let mut ps = vec![P::Int(self.rng.random_range(-10..100))];
+                let l = self.limit(&mut ps);
+                Q::read(
+                    format!(
+                        "SELECT pid, title, price FROM commerce.products WHERE stock > ? ORDER BY price DESC, pid{l}"
+                    ),
+                    ps,
+                    Order::Exact,
+                )
+            }
             2 => Q::read(
                 "SELECT COUNT(*), SUM(stock), MIN(price), MAX(price), AVG(price) FROM commerce.products",
                 vec![],
