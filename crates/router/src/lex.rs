@@ -58,6 +58,94 @@ fn is_ident_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80
 }
 
+/// The server version executable comments are compared with: the MariaDB
+/// the gate's tablets run and the gate announces (10.11.6).
+pub(crate) const EXECUTABLE_COMMENT_VERSION: u32 = 101_106;
+
+/// MySQL's executable comments, `/*! body */`, `/*!40101 body */` and
+/// MariaDB's `/*M!100101 body */`: a server runs the body when the version
+/// is at most its own and ignores it otherwise. Dumps are full of them
+/// (`/*!40101 SET NAMES utf8mb4 */;`), so the gate reads them as the
+/// tablets would: `Some(text)` with each one replaced by its body (or by
+/// nothing), `None` when the statement has none. Quotes are respected.
+pub(crate) fn unwrap_executable_comments(sql: &str) -> Option<String> {
+    if !sql.contains("/*!") && !sql.contains("/*M!") {
+        return None;
+    }
+    let b = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    let mut copied = 0;
+    let mut found = false;
+    while i < b.len() {
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') => {
+                i += 1;
+                while i < b.len() {
+                    if b[i] == b'\\' && q != b'`' {
+                        i += 2;
+                    } else if b[i] == q {
+                        i += 1;
+                        if b.get(i) != Some(&q) {
+                            break;
+                        }
+                        i += 1;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let bang = match (b.get(i + 2), b.get(i + 3)) {
+                    (Some(b'!'), _) => Some(i + 3),
+                    (Some(b'M'), Some(b'!')) => Some(i + 4),
+                    _ => None,
+                };
+                let Some(mut body) = bang else {
+                    // an ordinary comment: skip it whole
+                    i += 2;
+                    while i < b.len() && !(b[i] == b'*' && b.get(i + 1) == Some(&b'/')) {
+                        i += 1;
+                    }
+                    i = (i + 2).min(b.len());
+                    continue;
+                };
+                let digits = b[body..]
+                    .iter()
+                    .take(6)
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+                let version = match digits {
+                    5 | 6 => sql[body..body + digits].parse::<u32>().ok(),
+                    _ => None,
+                };
+                if digits == 5 || digits == 6 {
+                    body += digits;
+                }
+                let mut end = body;
+                while end < b.len() && !(b[end] == b'*' && b.get(end + 1) == Some(&b'/')) {
+                    end += 1;
+                }
+                out.push_str(&sql[copied..i]);
+                if version.is_none_or(|v| v <= EXECUTABLE_COMMENT_VERSION) {
+                    out.push(' ');
+                    out.push_str(&sql[body..end]);
+                }
+                out.push(' ');
+                i = (end + 2).min(b.len());
+                copied = i;
+                found = true;
+            }
+            _ => i += 1,
+        }
+    }
+    if !found {
+        return None;
+    }
+    out.push_str(&sql[copied.min(sql.len())..]);
+    Some(out)
+}
+
 /// Splits `sql` into tokens, dropping whitespace and comments. Never fails:
 /// an unterminated string or comment runs to the end.
 pub(crate) fn lex(sql: &str) -> Vec<Token<'_>> {
@@ -211,6 +299,30 @@ pub(crate) fn lex(sql: &str) -> Vec<Token<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text made of the pieces that matter here (markers, quotes,
+        /// version digits, multi-byte characters): never a panic, on the
+        /// text or on what unwrapping made of it.
+        #[test]
+        fn unwrapping_never_panics(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    Just("/*!"), Just("/*M!"), Just("*/"), Just("/*"), Just("'"), Just("\""),
+                    Just("`"), Just("\\"), Just("40101"), Just("999999"), Just(" "), Just("é☃"),
+                    Just("SELECT 1"),
+                ],
+                0..24,
+            )
+        ) {
+            let sql: String = parts.concat();
+            if let Some(out) = unwrap_executable_comments(&sql) {
+                let _ = unwrap_executable_comments(&out);
+                let _ = lex(&out);
+            }
+        }
+    }
 
     fn kinds(sql: &str) -> Vec<(Kind, &str)> {
         lex(sql).into_iter().map(|t| (t.kind, t.text)).collect()
@@ -248,5 +360,39 @@ mod tests {
         );
         assert_eq!(lex("'unterminated").len(), 1);
         assert_eq!(lex("/* open").len(), 0);
+    }
+
+    #[test]
+    fn executable_comments_are_read_as_the_server_reads_them() {
+        let u = |s: &str| {
+            unwrap_executable_comments(s)
+                .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+        };
+        assert_eq!(u("SELECT 1"), None);
+        assert_eq!(u("SELECT /* plain */ 1"), None);
+        assert_eq!(
+            u("/*!40100 SET @@SQL_MODE='' */").as_deref(),
+            Some("SET @@SQL_MODE=''")
+        );
+        assert_eq!(
+            u("/*!SET NAMES utf8mb4 */;").as_deref(),
+            Some("SET NAMES utf8mb4 ;")
+        );
+        assert_eq!(
+            u("/*!40000 ALTER TABLE `t` DISABLE KEYS */").as_deref(),
+            Some("ALTER TABLE `t` DISABLE KEYS")
+        );
+        assert_eq!(u("/*M!100101 SET x=1 */").as_deref(), Some("SET x=1"));
+        // newer than the server: ignored, as the server ignores it
+        assert_eq!(u("SELECT 1 /*!110000 + 1 */").as_deref(), Some("SELECT 1"));
+        assert_eq!(u("SELECT 1 /*M!999999 + 1 */").as_deref(), Some("SELECT 1"));
+        // inside quotes it is text
+        assert_eq!(u("SELECT '/*!40100 x */'"), None);
+        assert_eq!(
+            u("SELECT 'a''/*!1' /*!50001 , 2 */ FROM `x/*!`").as_deref(),
+            Some("SELECT 'a''/*!1' , 2 FROM `x/*!`")
+        );
+        // unterminated: runs to the end
+        assert_eq!(u("SELECT /*!40100 2").as_deref(), Some("SELECT 2"));
     }
 }

@@ -86,6 +86,39 @@ pub(crate) fn plan_unparsed(
         )),
         None => RouteError::Syntax(parse_error.clone()),
     };
+    // DDL the parser does not read (`ALTER TABLE t DISABLE KEYS`, which
+    // every dump has) goes where parsed DDL goes: every shard of the
+    // keyspace its tables are named in, or the session's.
+    if tokens.first().is_some_and(|t| {
+        ["alter", "create", "drop", "truncate", "rename"]
+            .iter()
+            .any(|w| t.is_word(w))
+    }) {
+        let mut keyspace: Option<&str> = None;
+        for (q, _) in token_tables(tokens) {
+            let k = match q.as_deref().or(ctx.session.keyspace) {
+                Some(k) => k,
+                None => return Err(RouteError::NoDatabaseSelected),
+            };
+            if keyspace.is_some_and(|prev| prev != k) {
+                return Err(RouteError::unsupported(
+                    "DDL over tables of several keyspaces is not supported",
+                ));
+            }
+            keyspace = Some(ctx.snap.keyspace_or_1049(k)?.name.as_str());
+        }
+        let ks = match keyspace.or(ctx.session.keyspace) {
+            Some(k) => ctx.snap.keyspace_or_1049(k)?,
+            None => return Err(RouteError::NoDatabaseSelected),
+        };
+        return Ok(Plan::Route(fixed_route(
+            ctx,
+            ks,
+            RouteKind::Ddl,
+            Target::All,
+            Template::new(sql),
+        )?));
+    }
     let mut refs = Vec::new();
     for (q, t) in token_tables(tokens) {
         let res = ctx.snap.resolve(

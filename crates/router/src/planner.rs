@@ -59,6 +59,9 @@ pub(crate) fn plan_uncached(
         snap: snapshot,
         session,
     };
+    // `/*!40101 SET ... */` means `SET ...` to the tablets: plan it so.
+    let unwrapped = crate::lex::unwrap_executable_comments(sql);
+    let sql = unwrapped.as_deref().unwrap_or(sql);
     let tokens = lex(sql);
     let meaningful: Vec<&Token<'_>> = tokens.iter().filter(|t| !t.is_sym(";")).collect();
     if meaningful.is_empty() {

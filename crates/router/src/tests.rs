@@ -1322,6 +1322,25 @@ fn malformed_sql_is_1064_unless_the_backend_can_tell() {
 #[test]
 fn ddl_goes_to_every_shard() {
     let s = demo();
+    // DDL the parser does not read, as dumps write it
+    for (ks, sql) in [
+        (
+            Some("customer"),
+            "/*!40000 ALTER TABLE `customer` DISABLE KEYS */",
+        ),
+        (None, "ALTER TABLE customer.corder ENABLE KEYS"),
+    ] {
+        let r = route(&s, ks, sql, &[]);
+        assert_eq!(
+            (r.keyspace.as_str(), r.target, r.kind),
+            ("customer", Target::All, RouteKind::Ddl),
+            "{sql}"
+        );
+    }
+    assert_eq!(
+        err(&s, None, "ALTER TABLE corder DISABLE KEYS").code(),
+        1046
+    );
     let r = route(
         &s,
         Some("customer"),
