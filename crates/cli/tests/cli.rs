@@ -207,7 +207,20 @@ fn a_missing_mariadbd_is_reported_before_anything_is_created() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_in_use_fails_cleanly() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    // A port below the ephemeral range: once it is released, no other test
+    // binding port 0 (and no outgoing connection) can take it before the
+    // second `up` does.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id();
+    let taken = (0..1000u32)
+        .find_map(|i| {
+            let port = 20_000 + (seed.wrapping_add(i.wrapping_mul(7919)) % 12_000) as u16;
+            std::net::TcpListener::bind(("127.0.0.1", port)).ok()
+        })
+        .expect("a free port below the ephemeral range");
     let port = taken.local_addr().expect("addr").port();
     let c = Cluster::new(&format!(
         "[[keyspace]]\nname = \"main\"\n[[tablet]]\nkeyspace = \"main\"\nshard = \"0\"\nuid = 100\nport = {port}\n[gate]\nlisten = \"127.0.0.1:0\"\n[api]\nlisten = \"127.0.0.1:0\"\n"
