@@ -40,22 +40,10 @@ name = "customer"
     ))
 }
 
-fn gate_port(c: &Cluster) -> u16 {
-    let node: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
-    )
-    .expect("json");
-    node["gate"]
-        .as_str()
-        .and_then(|a| a.rsplit_once(':'))
-        .and_then(|(_, p)| p.parse().ok())
-        .expect("gate port")
-}
-
 fn gate_opts(c: &Cluster) -> mysql_async::Opts {
     mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
-        .tcp_port(gate_port(c))
+        .tcp_port(c.gate_port())
         .user(Some(GATE_USER))
         .pass(Some(GATE_PASSWORD))
         .db_name(Some("customer"))

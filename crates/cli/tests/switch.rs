@@ -26,19 +26,8 @@ use std::time::{Duration, Instant};
 const GATE_USER: &str = "app";
 const GATE_PASSWORD: &str = "app-password";
 
-fn gate_port(c: &Cluster) -> u16 {
-    let node: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(c.data_dir().join("keyshift.ready")).expect("ready file"),
-    )
-    .expect("json");
-    let addr = node["gate"].as_str().expect("gate address").to_string();
-    addr.rsplit_once(':')
-        .and_then(|(_, p)| p.parse().ok())
-        .expect("port")
-}
-
 async fn gate_conn(c: &Cluster) -> mysql_async::Conn {
-    gate_conn_at(gate_port(c)).await
+    gate_conn_at(c.gate_port()).await
 }
 
 async fn gate_conn_at(port: u16) -> mysql_async::Conn {
@@ -302,7 +291,7 @@ async fn setup(c: &Cluster, with_sysbench: bool) {
         serde_json::from_str(&c.ok(&["vschema", "get", "customer"])).expect("vschema");
     let mut tables = "customer,corder".to_string();
     if with_sysbench {
-        let port = gate_port(c).to_string();
+        let port = c.gate_port().to_string();
         let out = Command::new("sysbench")
             .args([
                 "oltp_read_write",
@@ -388,13 +377,13 @@ async fn switch_back_switch_complete_under_load_fails_nothing_and_loses_nothing(
     let mut writers = Vec::new();
     for task in 0..3 {
         let (l, s) = (ledger.clone(), stop.clone());
-        writers.push(tokio::spawn(ledger_writer(gate_port(&c), task, l, s)));
+        writers.push(tokio::spawn(ledger_writer(c.gate_port(), task, l, s)));
     }
     let sb_failures = Arc::new(Mutex::new(Vec::new()));
     let sb_runs = Arc::new(AtomicU64::new(0));
     let sb = {
         let (port, s, f, r) = (
-            gate_port(&c),
+            c.gate_port(),
             stop.clone(),
             sb_failures.clone(),
             sb_runs.clone(),
@@ -536,7 +525,7 @@ async fn failed_switches_keep_serving_from_the_source_and_cancel_restores_everyt
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_guard = StopOnDrop(stop.clone());
     let writer = tokio::spawn(ledger_writer(
-        gate_port(&c),
+        c.gate_port(),
         0,
         ledger.clone(),
         stop.clone(),
@@ -667,7 +656,7 @@ async fn a_failure_after_any_step_of_either_switch_is_undone_without_errors_or_l
     let stop = Arc::new(AtomicBool::new(false));
     let _stop_guard = StopOnDrop(stop.clone());
     let writer = tokio::spawn(ledger_writer(
-        gate_port(&c),
+        c.gate_port(),
         0,
         ledger.clone(),
         stop.clone(),
