@@ -62,10 +62,15 @@ pub struct GateMetrics {
     pub(crate) held: AtomicU64,
     pub(crate) held_nanos: AtomicU64,
     keyspaces: RwLock<BTreeMap<Arc<str>, Arc<KeyspaceStats>>>,
+    /// `keyspace=""`, kept at hand: BEGIN, COMMIT and SET count here on
+    /// every transaction.
+    unrouted: Arc<KeyspaceStats>,
 }
 
 impl Default for GateMetrics {
     fn default() -> Self {
+        let unrouted = Arc::new(KeyspaceStats::new(""));
+        let keyspaces = BTreeMap::from([(Arc::from(""), unrouted.clone())]);
         GateMetrics {
             connections: AtomicU64::new(0),
             open: AtomicI64::new(0),
@@ -73,7 +78,8 @@ impl Default for GateMetrics {
             too_large: AtomicU64::new(0),
             held: AtomicU64::new(0),
             held_nanos: AtomicU64::new(0),
-            keyspaces: RwLock::new(BTreeMap::new()),
+            keyspaces: RwLock::new(keyspaces),
+            unrouted,
         }
     }
 }
@@ -102,6 +108,11 @@ impl GateMetrics {
         map.entry(keyspace.into())
             .or_insert_with(|| Arc::new(KeyspaceStats::new(keyspace)))
             .clone()
+    }
+
+    /// The counters of statements that reach no keyspace.
+    pub fn unrouted(&self) -> &Arc<KeyspaceStats> {
+        &self.unrouted
     }
 
     /// A statement waited `took` on a traffic hold.

@@ -266,7 +266,7 @@ impl Session {
         let code = r.as_ref().err().map(|e| e.code).or(forwarded);
         match self.stat_keyspace.take() {
             Some(s) => s.record(took, code),
-            None => self.shared.metrics.keyspace("").record(took, code),
+            None => self.shared.metrics.unrouted().record(took, code),
         }
     }
 
