@@ -517,9 +517,24 @@ pub(crate) fn plan_ddl(
     }
     let mut names = Names(Vec::new());
     let _ = Visit::visit(&*stmt, &mut names);
+    let qualifiers = names
+        .0
+        .iter()
+        .map(|n| split_name(n).map(|(q, _)| q))
+        .collect::<Result<Vec<_>, _>>()?;
+    ddl_route(ctx, qualifiers, text)
+}
+
+/// Every shard of the one keyspace DDL names: each table's qualifier, or
+/// the session's keyspace. Shared by parsed DDL and DDL the parser cannot
+/// read.
+pub(crate) fn ddl_route(
+    ctx: &Ctx<'_>,
+    qualifiers: Vec<Option<String>>,
+    text: &str,
+) -> Result<Plan, RouteError> {
     let mut keyspace: Option<&KeyspaceInfo> = None;
-    for n in &names.0 {
-        let (q, _) = split_name(n)?;
+    for q in qualifiers {
         let k = match q.as_deref().or(ctx.session.keyspace) {
             Some(k) => ctx.snap.keyspace_or_1049(k)?,
             None => return Err(RouteError::NoDatabaseSelected),

@@ -94,30 +94,8 @@ pub(crate) fn plan_unparsed(
             .iter()
             .any(|w| t.is_word(w))
     }) {
-        let mut keyspace: Option<&str> = None;
-        for (q, _) in token_tables(tokens) {
-            let k = match q.as_deref().or(ctx.session.keyspace) {
-                Some(k) => k,
-                None => return Err(RouteError::NoDatabaseSelected),
-            };
-            if keyspace.is_some_and(|prev| prev != k) {
-                return Err(RouteError::unsupported(
-                    "DDL over tables of several keyspaces is not supported",
-                ));
-            }
-            keyspace = Some(ctx.snap.keyspace_or_1049(k)?.name.as_str());
-        }
-        let ks = match keyspace.or(ctx.session.keyspace) {
-            Some(k) => ctx.snap.keyspace_or_1049(k)?,
-            None => return Err(RouteError::NoDatabaseSelected),
-        };
-        return Ok(Plan::Route(fixed_route(
-            ctx,
-            ks,
-            RouteKind::Ddl,
-            Target::All,
-            Template::new(sql),
-        )?));
+        let qualifiers = token_tables(tokens).into_iter().map(|(q, _)| q).collect();
+        return crate::dml::ddl_route(ctx, qualifiers, sql);
     }
     let mut refs = Vec::new();
     for (q, t) in token_tables(tokens) {
